@@ -1,0 +1,164 @@
+//! The configuration as the token path sees it: every entity indexed for O(1) lookups.
+//!
+//! The server keeps one `Catalog` behind an atomic pointer and replaces it on every change, so a
+//! request works on one consistent view without locks. Each index is behind its own `Arc`, so a
+//! change copies only the index it touches.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::entity::{Client, ClientGrant, Organization, ResourceServer, TenantSettings};
+
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    clients: Arc<HashMap<String, Arc<Client>>>,
+    resource_servers: Arc<HashMap<String, Arc<ResourceServer>>>,
+    /// identifier (audience) -> resource server id
+    audiences: Arc<HashMap<String, String>>,
+    grants: Arc<HashMap<String, Arc<ClientGrant>>>,
+    /// client_id -> its grants (a client has few, so a scan is cheaper than a tuple key)
+    grants_by_client: Arc<HashMap<String, Vec<Arc<ClientGrant>>>>,
+    organizations: Arc<HashMap<String, Arc<Organization>>>,
+    /// organization name -> id
+    organization_names: Arc<HashMap<String, String>>,
+    /// (organization id, grant id) associations
+    organization_grants: Arc<HashSet<(String, String)>>,
+    tenant: Arc<TenantSettings>,
+}
+
+impl Catalog {
+    pub fn client(&self, client_id: &str) -> Option<&Arc<Client>> {
+        self.clients.get(client_id)
+    }
+
+    pub fn clients(&self) -> impl Iterator<Item = &Arc<Client>> {
+        self.clients.values()
+    }
+
+    pub fn n_clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn resource_servers(&self) -> impl Iterator<Item = &Arc<ResourceServer>> {
+        self.resource_servers.values()
+    }
+
+    pub fn resource_server(&self, id: &str) -> Option<&Arc<ResourceServer>> {
+        self.resource_servers.get(id)
+    }
+
+    pub fn resource_server_by_audience(&self, audience: &str) -> Option<&Arc<ResourceServer>> {
+        self.audiences.get(audience).and_then(|id| self.resource_servers.get(id))
+    }
+
+    pub fn grant(&self, id: &str) -> Option<&Arc<ClientGrant>> {
+        self.grants.get(id)
+    }
+
+    pub fn grant_for(&self, client_id: &str, audience: &str) -> Option<&Arc<ClientGrant>> {
+        self.grants_by_client.get(client_id)?.iter().find(|g| g.audience == audience)
+    }
+
+    pub fn organization(&self, id: &str) -> Option<&Arc<Organization>> {
+        self.organizations.get(id)
+    }
+
+    /// An organization by id, else by name (token requests may send either).
+    pub fn organization_by_id_or_name(&self, key: &str) -> Option<&Arc<Organization>> {
+        self.organizations
+            .get(key)
+            .or_else(|| self.organization_names.get(key).and_then(|id| self.organizations.get(id)))
+    }
+
+    pub fn organization_has_grant(&self, organization_id: &str, grant_id: &str) -> bool {
+        self.organization_grants.contains(&(organization_id.to_owned(), grant_id.to_owned()))
+    }
+
+    pub fn tenant(&self) -> &TenantSettings {
+        &self.tenant
+    }
+
+    pub fn upsert_client(&mut self, client: Client) {
+        Arc::make_mut(&mut self.clients).insert(client.client_id.clone(), Arc::new(client));
+    }
+
+    /// Removes the client and, as Auth0 does, its grants.
+    pub fn remove_client(&mut self, client_id: &str) {
+        Arc::make_mut(&mut self.clients).remove(client_id);
+        if let Some(grants) = Arc::make_mut(&mut self.grants_by_client).remove(client_id) {
+            let all = Arc::make_mut(&mut self.grants);
+            for g in &grants {
+                all.remove(&g.id);
+            }
+            Arc::make_mut(&mut self.organization_grants)
+                .retain(|(_, grant_id)| !grants.iter().any(|g| &g.id == grant_id));
+        }
+    }
+
+    pub fn upsert_resource_server(&mut self, rs: ResourceServer) {
+        let audiences = Arc::make_mut(&mut self.audiences);
+        audiences.retain(|_, id| id != &rs.id);
+        audiences.insert(rs.identifier.clone(), rs.id.clone());
+        Arc::make_mut(&mut self.resource_servers).insert(rs.id.clone(), Arc::new(rs));
+    }
+
+    /// Removes the API and, as Auth0 does, the grants for it.
+    pub fn remove_resource_server(&mut self, id: &str) {
+        let Some(rs) = Arc::make_mut(&mut self.resource_servers).remove(id) else { return };
+        Arc::make_mut(&mut self.audiences).remove(&rs.identifier);
+        let doomed: Vec<String> =
+            self.grants.values().filter(|g| g.audience == rs.identifier).map(|g| g.id.clone()).collect();
+        for grant_id in doomed {
+            self.remove_grant(&grant_id);
+        }
+    }
+
+    pub fn upsert_grant(&mut self, grant: ClientGrant) {
+        let grant = Arc::new(grant);
+        let by_client = Arc::make_mut(&mut self.grants_by_client);
+        let list = by_client.entry(grant.client_id.clone()).or_default();
+        list.retain(|g| g.id != grant.id);
+        list.push(grant.clone());
+        Arc::make_mut(&mut self.grants).insert(grant.id.clone(), grant);
+    }
+
+    pub fn remove_grant(&mut self, id: &str) {
+        let Some(grant) = Arc::make_mut(&mut self.grants).remove(id) else { return };
+        let by_client = Arc::make_mut(&mut self.grants_by_client);
+        if let Some(list) = by_client.get_mut(&grant.client_id) {
+            list.retain(|g| g.id != id);
+            if list.is_empty() {
+                by_client.remove(&grant.client_id);
+            }
+        }
+        Arc::make_mut(&mut self.organization_grants).retain(|(_, grant_id)| grant_id != id);
+    }
+
+    pub fn upsert_organization(&mut self, org: Organization) {
+        let names = Arc::make_mut(&mut self.organization_names);
+        names.retain(|_, id| id != &org.id);
+        names.insert(org.name.clone(), org.id.clone());
+        Arc::make_mut(&mut self.organizations).insert(org.id.clone(), Arc::new(org));
+    }
+
+    pub fn remove_organization(&mut self, id: &str) {
+        if let Some(org) = Arc::make_mut(&mut self.organizations).remove(id) {
+            Arc::make_mut(&mut self.organization_names).remove(&org.name);
+        }
+        Arc::make_mut(&mut self.organization_grants).retain(|(org_id, _)| org_id != id);
+    }
+
+    pub fn set_organization_grant(&mut self, organization_id: &str, grant_id: &str, present: bool) {
+        let set = Arc::make_mut(&mut self.organization_grants);
+        let key = (organization_id.to_owned(), grant_id.to_owned());
+        if present {
+            set.insert(key);
+        } else {
+            set.remove(&key);
+        }
+    }
+
+    pub fn set_tenant(&mut self, tenant: TenantSettings) {
+        self.tenant = Arc::new(tenant);
+    }
+}

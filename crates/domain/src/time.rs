@@ -1,0 +1,85 @@
+//! Time as plain numbers. The clock is read once per request at the edge and passed down.
+
+/// Seconds since the Unix epoch, UTC. Ration never needs sub-second precision in its decisions;
+/// milliseconds are carried separately where an event timestamp needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixTime {
+    /// Milliseconds since the epoch.
+    pub millis: i64,
+}
+
+impl UnixTime {
+    pub fn from_millis(millis: i64) -> UnixTime {
+        UnixTime { millis }
+    }
+
+    pub fn from_secs(secs: i64) -> UnixTime {
+        UnixTime { millis: secs.saturating_mul(1000) }
+    }
+
+    /// Whole seconds, rounded towards negative infinity.
+    pub fn secs(self) -> i64 {
+        self.millis.div_euclid(1000)
+    }
+
+    /// RFC 3339 / ISO 8601 with milliseconds, as Auth0 prints dates: `2026-12-04T17:19:37.123Z`.
+    pub fn to_rfc3339(self) -> String {
+        let secs = self.secs();
+        let ms = self.millis.rem_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
+    }
+
+    /// `YYYYMMDD`-style calendar date of this instant, UTC.
+    pub fn civil_date(self) -> (i64, u32, u32) {
+        civil_from_days(self.secs().div_euclid(86_400))
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+/// Howard Hinnant's `civil_from_days`; exact for the whole i64 day range we can meet.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) to days since 1970-01-01; inverse of [`civil_from_days`].
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(UnixTime::from_millis(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(UnixTime::from_millis(1_796_405_977_123).to_rfc3339(), "2026-12-04T17:39:37.123Z");
+        assert_eq!(UnixTime::from_secs(951_782_400).to_rfc3339(), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn civil_round_trips() {
+        for days in -800_000..800_000i64 {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+}

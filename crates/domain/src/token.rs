@@ -1,0 +1,396 @@
+//! The client-credentials decision: given an authenticated client and a parsed request, which API,
+//! scopes and organization the token gets, or why not. Client authentication itself (secret
+//! hashing) is done by the caller, because it needs a server key.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::catalog::Catalog;
+use crate::entity::{CLIENT_CREDENTIALS, Client, ClientGrant, Organization, OrganizationUsage, ResourceServer};
+use crate::quota::{EntityKind, QuotaPlan};
+use crate::time::UnixTime;
+
+/// A token request after wire parsing and client authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TokenRequest {
+    pub audience: Option<String>,
+    /// `None`: all scopes of the grant. `Some(empty)` is treated the same way.
+    pub scope: Option<Vec<String>>,
+    /// Organization id or name.
+    pub organization: Option<String>,
+}
+
+/// Everything needed to mint the token.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub client: Arc<Client>,
+    pub resource_server: Arc<ResourceServer>,
+    pub grant: Arc<ClientGrant>,
+    /// Granted scopes, in the grant's order.
+    pub scopes: Vec<String>,
+    pub organization: Option<Arc<Organization>>,
+}
+
+impl Decision {
+    /// The quota buckets this request counts against: the client's quota (own, else the tenant
+    /// default) and, with an organization, the organization's (own, else the tenant default).
+    ///
+    /// Why the Management API is exempt: a tenant-wide default quota must never lock the operator
+    /// out of the API that changes quotas. Auth0 likewise does not count its own APIs' tokens
+    /// against M2M billing.
+    pub fn quota_plan(&self, catalog: &Catalog, now: UnixTime) -> QuotaPlan {
+        if self.resource_server.is_system {
+            return QuotaPlan::default();
+        }
+        let defaults = &catalog.tenant().default_token_quota;
+        let client_quota = self.client.token_quota.as_ref().or(defaults.clients.as_ref());
+        let org_quota = self
+            .organization
+            .as_ref()
+            .and_then(|org| org.token_quota.as_ref().or(defaults.organizations.as_ref()).map(|q| (org, q)));
+        QuotaPlan::new(
+            client_quota.map(|q| (self.client.client_id.as_str(), q)),
+            org_quota.map(|(org, q)| (org.id.as_str(), q)),
+            now,
+        )
+    }
+}
+
+/// Why a token request is refused. The HTTP edge maps each to Auth0's status and `error` code;
+/// [`TokenError::description`] is the `error_description`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenError {
+    /// 400 `invalid_request`: the text names the parameter.
+    InvalidRequest(String),
+    /// 400 `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// 401 `access_denied` "Unauthorized": unknown client or wrong secret. One variant for both so
+    /// that responses never tell which client ids exist.
+    Unauthorized,
+    /// 403 `unauthorized_client`: the client is paused or public.
+    GrantTypeNotAllowed,
+    /// 403 `access_denied`.
+    NoAudience,
+    UnknownAudience(String),
+    NoClientGrant {
+        client_id: String,
+        audience: String,
+    },
+    ScopesNotGranted(Vec<String>),
+    UnknownOrganization(String),
+    OrganizationNotAllowed {
+        audience: String,
+    },
+    OrganizationRequired {
+        audience: String,
+    },
+    OrganizationNotAssociated {
+        organization_id: String,
+        audience: String,
+    },
+    /// 429 `too_many_requests`.
+    QuotaExceeded(EntityKind),
+    /// 503 `temporarily_unavailable`: the quota counters cannot be reached and the policy is deny.
+    QuotaStoreUnavailable,
+    /// 500 `server_error`: our fault (details are logged, never sent).
+    ServerError,
+}
+
+impl TokenError {
+    pub fn description(&self) -> String {
+        match self {
+            TokenError::InvalidRequest(text) => text.clone(),
+            TokenError::UnsupportedGrantType => "Grant type not supported".to_owned(),
+            TokenError::Unauthorized => "Unauthorized".to_owned(),
+            TokenError::GrantTypeNotAllowed => {
+                format!("Grant type '{CLIENT_CREDENTIALS}' not allowed for the client.")
+            }
+            TokenError::NoAudience => {
+                "No audience parameter was provided, and no default audience has been configured".to_owned()
+            }
+            TokenError::UnknownAudience(aud) => format!("Service not enabled within domain: {aud}"),
+            TokenError::NoClientGrant { client_id, audience } => format!(
+                "Client \"{client_id}\" is not authorized to access resource server \"{audience}\". \
+                 You need to create a \"client-grant\" associated to this API."
+            ),
+            TokenError::ScopesNotGranted(missing) => {
+                format!("Client has not been granted scopes: {}", missing.join(" "))
+            }
+            TokenError::UnknownOrganization(org) => format!("Organization not found: {org}"),
+            TokenError::OrganizationNotAllowed { audience } => format!(
+                "The client grant for \"{audience}\" does not allow organizations (organization_usage is \"deny\")"
+            ),
+            TokenError::OrganizationRequired { audience } => format!(
+                "The client grant for \"{audience}\" requires an organization (organization_usage is \"require\"): \
+                 send the organization parameter or set the client's default_organization"
+            ),
+            TokenError::OrganizationNotAssociated { organization_id, audience } => {
+                format!("Organization \"{organization_id}\" is not associated with the client grant for \"{audience}\"")
+            }
+            TokenError::QuotaExceeded(EntityKind::Client) => "Client quota exceeded".to_owned(),
+            TokenError::QuotaExceeded(EntityKind::Organization) => "Organization quota exceeded".to_owned(),
+            TokenError::QuotaStoreUnavailable => "Quota counters are unavailable; retry later".to_owned(),
+            TokenError::ServerError => "Internal error".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description())
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Decides what an authenticated `client` may get for `request`, in Auth0's order of checks:
+/// grant type, audience, client grant, scopes, organization.
+pub fn decide(catalog: &Catalog, client: &Arc<Client>, request: &TokenRequest) -> Result<Decision, TokenError> {
+    if !client.allows_client_credentials() {
+        return Err(TokenError::GrantTypeNotAllowed);
+    }
+    let audience = match (&request.audience, &catalog.tenant().default_audience) {
+        (Some(aud), _) => aud.as_str(),
+        (None, Some(default)) => default.as_str(),
+        (None, None) => return Err(TokenError::NoAudience),
+    };
+    let resource_server = catalog
+        .resource_server_by_audience(audience)
+        .ok_or_else(|| TokenError::UnknownAudience(audience.to_owned()))?;
+    let grant = catalog.grant_for(&client.client_id, audience).ok_or_else(|| TokenError::NoClientGrant {
+        client_id: client.client_id.clone(),
+        audience: audience.to_owned(),
+    })?;
+
+    let scopes = match request.scope.as_deref() {
+        None | Some([]) => grant.scope.clone(),
+        Some(requested) => {
+            let missing: Vec<String> = requested.iter().filter(|s| !grant.scope.contains(s)).cloned().collect();
+            if !missing.is_empty() {
+                return Err(TokenError::ScopesNotGranted(missing));
+            }
+            // Keep the grant's order and drop duplicates, so equal requests mint equal tokens.
+            grant.scope.iter().filter(|s| requested.contains(s)).cloned().collect()
+        }
+    };
+
+    let organization = resolve_organization(catalog, client, grant, request)?;
+
+    Ok(Decision {
+        client: client.clone(),
+        resource_server: resource_server.clone(),
+        grant: grant.clone(),
+        scopes,
+        organization,
+    })
+}
+
+fn resolve_organization(
+    catalog: &Catalog,
+    client: &Client,
+    grant: &ClientGrant,
+    request: &TokenRequest,
+) -> Result<Option<Arc<Organization>>, TokenError> {
+    let audience = || grant.audience.clone();
+    let org = match (&request.organization, grant.organization_usage) {
+        (Some(_), OrganizationUsage::Deny) => {
+            return Err(TokenError::OrganizationNotAllowed { audience: audience() });
+        }
+        (Some(key), _) => {
+            catalog.organization_by_id_or_name(key).ok_or_else(|| TokenError::UnknownOrganization(key.clone()))?
+        }
+        (None, OrganizationUsage::Require) => {
+            // The client's default organization applies only where one is required (Auth0).
+            let default = client
+                .default_organization
+                .as_ref()
+                .filter(|d| d.flows.iter().any(|f| f == CLIENT_CREDENTIALS))
+                .ok_or_else(|| TokenError::OrganizationRequired { audience: audience() })?;
+            catalog
+                .organization(&default.organization_id)
+                .ok_or_else(|| TokenError::UnknownOrganization(default.organization_id.clone()))?
+        }
+        (None, _) => return Ok(None),
+    };
+    if !grant.allow_any_organization && !catalog.organization_has_grant(&org.id, &grant.id) {
+        return Err(TokenError::OrganizationNotAssociated { organization_id: org.id.clone(), audience: audience() });
+    }
+    Ok(Some(org.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::entity::*;
+    use crate::quota::{QuotaLimits, TokenQuota};
+
+    fn t0() -> UnixTime {
+        UnixTime::from_secs(1_796_404_777)
+    }
+
+    fn catalog() -> (Catalog, Arc<Client>) {
+        let mut c = Catalog::default();
+        let client = Client {
+            client_id: "c1".into(),
+            name: "one".into(),
+            description: None,
+            app_type: Some("non_interactive".into()),
+            grant_types: vec![CLIENT_CREDENTIALS.into()],
+            token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretPost,
+            client_metadata: BTreeMap::new(),
+            secret_hash: String::new(),
+            token_quota: None,
+            default_organization: None,
+            is_first_party: true,
+            created_at: t0(),
+            updated_at: t0(),
+        };
+        c.upsert_client(client.clone());
+        c.upsert_resource_server(ResourceServer {
+            id: "rs1".into(),
+            name: "api".into(),
+            identifier: "https://api".into(),
+            scopes: vec![],
+            signing_alg: SigningAlg::RS256,
+            signing_secret: None,
+            token_lifetime: 86_400,
+            is_system: false,
+            created_at: t0(),
+            updated_at: t0(),
+        });
+        c.upsert_grant(ClientGrant {
+            id: "cgr_1".into(),
+            client_id: "c1".into(),
+            audience: "https://api".into(),
+            scope: vec!["read".into(), "write".into()],
+            organization_usage: OrganizationUsage::Allow,
+            allow_any_organization: false,
+            is_system: false,
+            created_at: t0(),
+            updated_at: t0(),
+        });
+        c.upsert_organization(Organization {
+            id: "org_1".into(),
+            name: "acme".into(),
+            display_name: None,
+            token_quota: None,
+            created_at: t0(),
+            updated_at: t0(),
+        });
+        let client = c.client("c1").cloned().unwrap_or_else(|| Arc::new(client));
+        (c, client)
+    }
+
+    fn req(aud: Option<&str>, scope: Option<&[&str]>, org: Option<&str>) -> TokenRequest {
+        TokenRequest {
+            audience: aud.map(str::to_owned),
+            scope: scope.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            organization: org.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn grants_all_scopes_by_default_and_subsets_on_request() {
+        let (c, client) = catalog();
+        let d = decide(&c, &client, &req(Some("https://api"), None, None)).unwrap();
+        assert_eq!(d.scopes, vec!["read", "write"]);
+        let d = decide(&c, &client, &req(Some("https://api"), Some(&["write", "write"]), None)).unwrap();
+        assert_eq!(d.scopes, vec!["write"]);
+        let e = decide(&c, &client, &req(Some("https://api"), Some(&["admin", "read"]), None)).unwrap_err();
+        assert_eq!(e.description(), "Client has not been granted scopes: admin");
+    }
+
+    #[test]
+    fn audience_errors() {
+        let (mut c, client) = catalog();
+        assert_eq!(decide(&c, &client, &req(None, None, None)).unwrap_err(), TokenError::NoAudience);
+        assert!(matches!(
+            decide(&c, &client, &req(Some("https://nope"), None, None)).unwrap_err(),
+            TokenError::UnknownAudience(_)
+        ));
+        let mut tenant = c.tenant().clone();
+        tenant.default_audience = Some("https://api".into());
+        c.set_tenant(tenant);
+        assert!(decide(&c, &client, &req(None, None, None)).is_ok());
+        c.remove_grant("cgr_1");
+        assert!(matches!(
+            decide(&c, &client, &req(Some("https://api"), None, None)).unwrap_err(),
+            TokenError::NoClientGrant { .. }
+        ));
+    }
+
+    #[test]
+    fn paused_client_is_refused_first() {
+        let (mut c, client) = catalog();
+        let mut paused = (*client).clone();
+        paused.grant_types.clear();
+        c.upsert_client(paused);
+        let client = c.client("c1").unwrap().clone();
+        assert_eq!(
+            decide(&c, &client, &req(Some("https://nope"), None, None)).unwrap_err(),
+            TokenError::GrantTypeNotAllowed
+        );
+    }
+
+    #[test]
+    fn organization_rules() {
+        let (mut c, client) = catalog();
+        let r = req(Some("https://api"), None, Some("acme"));
+        assert!(matches!(decide(&c, &client, &r).unwrap_err(), TokenError::OrganizationNotAssociated { .. }));
+        c.set_organization_grant("org_1", "cgr_1", true);
+        let d = decide(&c, &client, &r).unwrap();
+        assert_eq!(d.organization.as_ref().map(|o| o.id.as_str()), Some("org_1"));
+        assert!(matches!(
+            decide(&c, &client, &req(Some("https://api"), None, Some("ghost"))).unwrap_err(),
+            TokenError::UnknownOrganization(_)
+        ));
+        // Allow without an organization: none applies.
+        assert!(decide(&c, &client, &req(Some("https://api"), None, None)).unwrap().organization.is_none());
+
+        let mut grant = (**c.grant("cgr_1").unwrap()).clone();
+        grant.organization_usage = OrganizationUsage::Require;
+        c.upsert_grant(grant.clone());
+        assert!(matches!(
+            decide(&c, &client, &req(Some("https://api"), None, None)).unwrap_err(),
+            TokenError::OrganizationRequired { .. }
+        ));
+        let mut with_default = (*client).clone();
+        with_default.default_organization =
+            Some(DefaultOrganization { organization_id: "org_1".into(), flows: vec![CLIENT_CREDENTIALS.into()] });
+        c.upsert_client(with_default);
+        let client2 = c.client("c1").unwrap().clone();
+        let d = decide(&c, &client2, &req(Some("https://api"), None, None)).unwrap();
+        assert_eq!(d.organization.map(|o| o.name.clone()).as_deref(), Some("acme"));
+
+        grant.organization_usage = OrganizationUsage::Deny;
+        c.upsert_grant(grant);
+        assert!(matches!(decide(&c, &client2, &r).unwrap_err(), TokenError::OrganizationNotAllowed { .. }));
+    }
+
+    #[test]
+    fn quota_plan_uses_own_quota_else_tenant_default() {
+        let (mut c, client) = catalog();
+        c.set_organization_grant("org_1", "cgr_1", true);
+        let q = |h| TokenQuota {
+            enforce: true,
+            limits: QuotaLimits { per_minute: None, per_hour: Some(h), per_day: None },
+        };
+        let mut tenant = c.tenant().clone();
+        tenant.default_token_quota.clients = Some(q(5));
+        tenant.default_token_quota.organizations = Some(q(7));
+        c.set_tenant(tenant);
+        let d = decide(&c, &client, &req(Some("https://api"), None, Some("org_1"))).unwrap();
+        let plan = d.quota_plan(&c, t0());
+        assert_eq!(plan.buckets.iter().map(|b| b.limit).collect::<Vec<_>>(), vec![5, 7]);
+
+        let mut own = (*client).clone();
+        own.token_quota = Some(q(3));
+        c.upsert_client(own);
+        let client = c.client("c1").unwrap().clone();
+        let d = decide(&c, &client, &req(Some("https://api"), None, None)).unwrap();
+        let plan = d.quota_plan(&c, t0());
+        assert_eq!(plan.buckets.iter().map(|b| b.limit).collect::<Vec<_>>(), vec![3], "no org, no org quota");
+    }
+}
