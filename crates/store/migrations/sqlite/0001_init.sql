@@ -1,0 +1,85 @@
+-- Initial schema of the embedded configuration store.
+--
+-- Each entity table keeps its key, unique and filter columns as real columns (so SQLite enforces
+-- uniqueness and can filter) and everything else in `doc`, a JSON object written by
+-- `records.rs`. `seq` is an AUTOINCREMENT integer key: it gives listings their creation order and,
+-- unlike a plain rowid, is never reused after a delete nor renumbered by VACUUM.
+
+CREATE TABLE clients (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_id TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL
+);
+
+CREATE TABLE resource_servers (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    identifier TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL
+);
+
+CREATE TABLE client_grants (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    client_id TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    allow_any_organization INTEGER NOT NULL CHECK (allow_any_organization IN (0, 1)),
+    doc TEXT NOT NULL,
+    UNIQUE (client_id, audience)
+);
+
+-- Deleting an API removes the grants for its identifier.
+CREATE INDEX client_grants_audience ON client_grants (audience);
+
+CREATE TABLE organizations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL
+);
+
+-- The foreign keys make an association to a missing organization or grant impossible; the store
+-- also deletes associations explicitly, so correctness does not hinge on `foreign_keys=ON`.
+CREATE TABLE organization_client_grants (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    organization_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    grant_id TEXT NOT NULL REFERENCES client_grants (id) ON DELETE CASCADE,
+    UNIQUE (organization_id, grant_id)
+);
+
+CREATE INDEX organization_client_grants_grant ON organization_client_grants (grant_id);
+
+-- At most one row: the tenant. No row means defaults.
+CREATE TABLE tenant_settings (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    doc TEXT NOT NULL
+);
+
+CREATE TABLE signing_keys (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kid TEXT NOT NULL UNIQUE,
+    alg TEXT NOT NULL,
+    sealed_private_key BLOB NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+
+-- The event log (Auth0 tenant logs). `doc` is the event as served by `/api/v2/logs`; the other
+-- columns exist for filtering. `log_id` is unique and increases, so checkpoint paging orders by it.
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    log_id TEXT NOT NULL UNIQUE,
+    date INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    client_id TEXT,
+    doc TEXT NOT NULL
+);
+
+CREATE INDEX events_type ON events (type, log_id);
+CREATE INDEX events_client ON events (client_id, log_id);
+CREATE INDEX events_date ON events (date);

@@ -1,0 +1,165 @@
+//! The configuration store: every entity an operator configures, signing keys and small metadata.
+//!
+//! One trait, [`ConfigStore`], with one implementation per backend (embedded SQLite here; the
+//! distributed mode adds PostgreSQL). The backend is chosen once at start-up, when the server
+//! builds an `Arc<dyn ConfigStore>`; no call site branches on it.
+//!
+//! Architecture invariant: the token path never calls this trait. It reads the in-memory
+//! [`Catalog`] that the server builds with [`ConfigStore::load_catalog`] and keeps current.
+//! Every write is durable when its future resolves (a `kill -9` right after cannot lose it).
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
+
+mod records;
+mod sqlite;
+
+use async_trait::async_trait;
+use ration_domain::{Catalog, Client, ClientGrant, Organization, ResourceServer, SigningAlg, TenantSettings, UnixTime};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was broken; the text says which (e.g. `identifier`).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Offset pagination, Auth0 style: `page` is 0-based, `per_page` items per page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub page: u32,
+    pub per_page: u32,
+}
+
+/// One page of a listing and the total count of matching rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// Filters of `GET /api/v2/client-grants`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    pub client_id: Option<String>,
+    pub audience: Option<String>,
+    /// `Some(true)`: only grants with `allow_any_organization`.
+    pub allow_any_organization: Option<bool>,
+}
+
+/// One event of the event log, as stored: filter columns plus the full JSON document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Unique and increasing.
+    pub log_id: String,
+    pub date: UnixTime,
+    pub event_type: String,
+    pub client_id: Option<String>,
+    /// The event exactly as `/api/v2/logs` serves it.
+    pub json: String,
+}
+
+/// Which events to list. Every set filter must match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Any of these types (empty: all types).
+    pub types: Vec<String>,
+    pub client_id: Option<String>,
+    /// Inclusive lower bound.
+    pub date_from: Option<UnixTime>,
+    /// Exclusive upper bound.
+    pub date_to: Option<UnixTime>,
+    /// Checkpoint paging: only events with a greater `log_id`, oldest first, `page.page` ignored.
+    pub after_log_id: Option<String>,
+    /// Without a checkpoint: newest first when true.
+    pub newest_first: bool,
+    pub page: Page,
+}
+
+/// A token-signing key as persisted. The private key is sealed (encrypted) by the server before it
+/// reaches the store; the store never sees it in the clear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    /// The algorithm this key signs with (one key per asymmetric algorithm).
+    pub alg: SigningAlg,
+    /// Encrypted PKCS#8 private key (server's `keys` module seals and opens it).
+    pub sealed_private_key: Vec<u8>,
+    /// `current`, `next`, `previous` or `revoked` (key rotation; the core only uses `current`).
+    pub state: String,
+    pub created_at: UnixTime,
+}
+
+#[async_trait]
+pub trait ConfigStore: Send + Sync + 'static {
+    /// Everything the token path needs, indexed.
+    async fn load_catalog(&self) -> Result<Catalog>;
+
+    async fn insert_client(&self, client: &Client) -> Result<()>;
+    /// Replaces the stored client with the same `client_id`; `NotFound` if there is none.
+    async fn update_client(&self, client: &Client) -> Result<()>;
+    /// Deletes the client, its grants and their organization associations, atomically.
+    async fn delete_client(&self, client_id: &str) -> Result<()>;
+    async fn get_client(&self, client_id: &str) -> Result<Option<Client>>;
+    /// In creation order.
+    async fn list_clients(&self, page: Page) -> Result<Listing<Client>>;
+
+    /// `Conflict("identifier")` if the identifier is taken.
+    async fn insert_resource_server(&self, rs: &ResourceServer) -> Result<()>;
+    async fn update_resource_server(&self, rs: &ResourceServer) -> Result<()>;
+    /// Deletes the API and every grant for its identifier (and their org associations).
+    async fn delete_resource_server(&self, id: &str) -> Result<()>;
+    async fn get_resource_server(&self, id: &str) -> Result<Option<ResourceServer>>;
+    async fn get_resource_server_by_identifier(&self, identifier: &str) -> Result<Option<ResourceServer>>;
+    /// In creation order; `identifiers` non-empty restricts to those identifiers.
+    async fn list_resource_servers(&self, identifiers: &[String], page: Page) -> Result<Listing<ResourceServer>>;
+
+    /// `Conflict("client_id/audience")` if the client already has a grant for the audience.
+    async fn insert_grant(&self, grant: &ClientGrant) -> Result<()>;
+    async fn update_grant(&self, grant: &ClientGrant) -> Result<()>;
+    /// Deletes the grant and its organization associations.
+    async fn delete_grant(&self, id: &str) -> Result<()>;
+    async fn get_grant(&self, id: &str) -> Result<Option<ClientGrant>>;
+    async fn list_grants(&self, filter: &GrantFilter, page: Page) -> Result<Listing<ClientGrant>>;
+
+    /// `Conflict("name")` if the name is taken.
+    async fn insert_organization(&self, org: &Organization) -> Result<()>;
+    async fn update_organization(&self, org: &Organization) -> Result<()>;
+    /// Deletes the organization and its grant associations.
+    async fn delete_organization(&self, id: &str) -> Result<()>;
+    async fn get_organization(&self, id: &str) -> Result<Option<Organization>>;
+    async fn list_organizations(&self, page: Page) -> Result<Listing<Organization>>;
+    /// `Conflict("grant_id")` if already associated.
+    async fn add_organization_grant(&self, organization_id: &str, grant_id: &str) -> Result<()>;
+    /// `NotFound` if not associated.
+    async fn remove_organization_grant(&self, organization_id: &str, grant_id: &str) -> Result<()>;
+    /// Grants associated with the organization, in association order.
+    async fn list_organization_grants(&self, organization_id: &str, page: Page) -> Result<Listing<ClientGrant>>;
+
+    /// Defaults (all `None`) before the first write.
+    async fn get_tenant_settings(&self) -> Result<TenantSettings>;
+    async fn put_tenant_settings(&self, tenant: &TenantSettings) -> Result<()>;
+
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<()>;
+    /// All keys, oldest first.
+    async fn list_signing_keys(&self) -> Result<Vec<StoredKey>>;
+
+    /// Appends events in one transaction; an event whose `log_id` is already stored is skipped, so
+    /// replaying a batch is harmless.
+    async fn append_events(&self, events: &[StoredEvent]) -> Result<()>;
+    async fn list_events(&self, query: &EventQuery) -> Result<Listing<StoredEvent>>;
+    async fn get_event(&self, log_id: &str) -> Result<Option<StoredEvent>>;
+    /// Deletes events dated before `before`; returns how many.
+    async fn prune_events(&self, before: UnixTime) -> Result<u64>;
+
+    /// Small named values (bootstrap markers).
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+}

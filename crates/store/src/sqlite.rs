@@ -1,0 +1,795 @@
+//! The embedded SQLite backend of [`ConfigStore`].
+//!
+//! Durability: the database runs in WAL mode with `synchronous=FULL`, so a commit is fsynced before
+//! its future resolves; configuration writes are rare, so the cost of an fsync per write is
+//! irrelevant and an acknowledged write survives `kill -9` and power loss.
+//!
+//! Atomicity: every multi-statement write (the cascading deletes) runs in one `BEGIN IMMEDIATE`
+//! transaction. `IMMEDIATE` takes the write lock up front, so two concurrent writers queue on the
+//! busy timeout instead of one failing with `SQLITE_BUSY` when it upgrades a read snapshot.
+//! Listings run their count and page queries in one read transaction so `total` and `items` come
+//! from the same snapshot.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ration_domain::{Catalog, Client, ClientGrant, Organization, ResourceServer, SigningAlg, TenantSettings, UnixTime};
+use sqlx::error::ErrorKind;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
+
+use crate::records::{self, GRANT_COLUMNS, GrantRow};
+use crate::{ConfigStore, EventQuery, GrantFilter, Listing, Page, Result, StoreError, StoredEvent, StoredKey};
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections of a file-backed store. Reads proceed in parallel under WAL; writes serialize on
+/// SQLite's lock anyway, and the token path never reads the store, so a few suffice.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// Schema migrations, oldest first: `(version, description, sql)`.
+///
+/// Listed by hand rather than with `sqlx::migrate!`, which needs sqlx's `macros` feature (a
+/// proc-macro build for the whole workspace). The files keep sqlx-cli's `<version>_<name>.sql`
+/// naming and the checksums are the same as `migrate!` would compute. A unit test fails if a file
+/// in the directory is missing here.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
+}
+
+/// The configuration store in an embedded SQLite database file.
+///
+/// Cheap to clone: clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database at `path` and brings its schema up to date.
+    ///
+    /// Sets `journal_mode=WAL`, `synchronous=FULL`, `foreign_keys=ON` and a 5 s busy timeout on
+    /// every connection.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        SqliteStore::init(pool).await
+    }
+
+    /// A fresh, private in-memory store, for tests.
+    ///
+    /// An in-memory SQLite database lives only as long as its one connection, so the pool holds
+    /// exactly one connection and never retires it (no idle timeout, no maximum lifetime).
+    pub async fn open_in_memory() -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(backend)?
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        SqliteStore::init(pool).await
+    }
+
+    async fn init(pool: SqlitePool) -> Result<SqliteStore> {
+        migrator().run(&pool).await.map_err(|e| StoreError::Backend(format!("schema migration failed: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// A write transaction holding the database write lock from its first statement.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)
+    }
+
+    /// A read transaction: one snapshot for several queries.
+    async fn read_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin().await.map_err(backend)
+    }
+}
+
+/// Maps a sqlx error to the store's error.
+///
+/// Unique violations become `Conflict` named after the broken rule; foreign-key violations only
+/// arise from associating a missing organization or grant, hence `NotFound`. SQLite's messages
+/// name tables and columns, never values, so the text is safe to surface.
+fn backend(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        match db.kind() {
+            ErrorKind::UniqueViolation => {
+                return StoreError::Conflict(conflict_field(db.message()));
+            }
+            ErrorKind::ForeignKeyViolation => return StoreError::NotFound,
+            _ => {}
+        }
+    }
+    StoreError::Backend(e.to_string())
+}
+
+/// The conflict name for SQLite's `UNIQUE constraint failed: t.a, t.b` message: the column names
+/// joined by `/` (`client_id/audience`), except that a duplicate organization association is
+/// reported as `grant_id`, the field the caller supplied.
+fn conflict_field(message: &str) -> String {
+    let columns = message.rsplit_once("failed: ").map_or(message, |(_, cols)| cols);
+    let names: Vec<&str> = columns
+        .split(',')
+        .map(|c| {
+            let c = c.trim();
+            c.rsplit_once('.').map_or(c, |(_, column)| column)
+        })
+        .collect();
+    match names.as_slice() {
+        ["organization_id", "grant_id"] => "grant_id".to_owned(),
+        _ => names.join("/"),
+    }
+}
+
+/// `NotFound` when a write by key touched no row.
+fn require_row(result: sqlx::sqlite::SqliteQueryResult) -> Result<()> {
+    if result.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+/// `(LIMIT, OFFSET)` of a page. `page * per_page` can exceed i64 for absurd inputs; saturating
+/// keeps it a valid (empty) page instead of overflowing.
+fn limit_offset(page: Page) -> (i64, i64) {
+    let per_page = i64::from(page.per_page);
+    (per_page, i64::from(page.page).saturating_mul(per_page))
+}
+
+fn total(count: i64) -> u64 {
+    // COUNT(*) is never negative.
+    u64::try_from(count).unwrap_or_default()
+}
+
+async fn commit(tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<()> {
+    tx.commit().await.map_err(backend)
+}
+
+#[async_trait]
+impl ConfigStore for SqliteStore {
+    async fn load_catalog(&self) -> Result<Catalog> {
+        let mut tx = self.read_tx().await?;
+        let mut catalog = Catalog::default();
+
+        let clients: Vec<(String, String)> = sqlx::query_as("SELECT client_id, doc FROM clients ORDER BY seq")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for (client_id, doc) in clients {
+            catalog.upsert_client(records::client_from_row(client_id, &doc)?);
+        }
+
+        let apis: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT id, identifier, doc FROM resource_servers ORDER BY seq")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        for (id, identifier, doc) in apis {
+            catalog.upsert_resource_server(records::resource_server_from_row(id, identifier, &doc)?);
+        }
+
+        let grants: Vec<GrantRow> =
+            sqlx::query_as(AssertSqlSafe(format!("SELECT {GRANT_COLUMNS} FROM client_grants ORDER BY seq")))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        for row in grants {
+            catalog.upsert_grant(records::grant_from_row(row)?);
+        }
+
+        let orgs: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT id, name, doc FROM organizations ORDER BY seq")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        for (id, name, doc) in orgs {
+            catalog.upsert_organization(records::organization_from_row(id, name, &doc)?);
+        }
+
+        let associations: Vec<(String, String)> =
+            sqlx::query_as("SELECT organization_id, grant_id FROM organization_client_grants ORDER BY seq")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        for (organization_id, grant_id) in associations {
+            catalog.set_organization_grant(&organization_id, &grant_id, true);
+        }
+
+        let tenant: Option<String> = sqlx::query_scalar("SELECT doc FROM tenant_settings WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if let Some(doc) = tenant {
+            catalog.set_tenant(records::tenant_from_doc(&doc)?);
+        }
+
+        commit(tx).await?;
+        Ok(catalog)
+    }
+
+    async fn insert_client(&self, client: &Client) -> Result<()> {
+        sqlx::query("INSERT INTO clients (client_id, doc) VALUES (?, ?)")
+            .bind(client.client_id.as_str())
+            .bind(records::client_doc(client)?)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn update_client(&self, client: &Client) -> Result<()> {
+        let result = sqlx::query("UPDATE clients SET doc = ? WHERE client_id = ?")
+            .bind(records::client_doc(client)?)
+            .bind(client.client_id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        require_row(result)
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let result = sqlx::query("DELETE FROM clients WHERE client_id = ?")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        require_row(result)?;
+        sqlx::query(
+            "DELETE FROM organization_client_grants \
+             WHERE grant_id IN (SELECT id FROM client_grants WHERE client_id = ?)",
+        )
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM client_grants WHERE client_id = ?")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        commit(tx).await
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<Client>> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM clients WHERE client_id = ?")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        doc.map(|doc| records::client_from_row(client_id.to_owned(), &doc)).transpose()
+    }
+
+    async fn list_clients(&self, page: Page) -> Result<Listing<Client>> {
+        let (limit, offset) = limit_offset(page);
+        let mut tx = self.read_tx().await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM clients").fetch_one(&mut *tx).await.map_err(backend)?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT client_id, doc FROM clients ORDER BY seq LIMIT ? OFFSET ?")
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        commit(tx).await?;
+        let items = rows.into_iter().map(|(id, doc)| records::client_from_row(id, &doc)).collect::<Result<Vec<_>>>()?;
+        Ok(Listing { items, total: total(count) })
+    }
+
+    async fn insert_resource_server(&self, rs: &ResourceServer) -> Result<()> {
+        sqlx::query("INSERT INTO resource_servers (id, identifier, doc) VALUES (?, ?, ?)")
+            .bind(rs.id.as_str())
+            .bind(rs.identifier.as_str())
+            .bind(records::resource_server_doc(rs)?)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn update_resource_server(&self, rs: &ResourceServer) -> Result<()> {
+        let result = sqlx::query("UPDATE resource_servers SET identifier = ?, doc = ? WHERE id = ?")
+            .bind(rs.identifier.as_str())
+            .bind(records::resource_server_doc(rs)?)
+            .bind(rs.id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        require_row(result)
+    }
+
+    async fn delete_resource_server(&self, id: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let identifier: Option<String> =
+            sqlx::query_scalar("DELETE FROM resource_servers WHERE id = ? RETURNING identifier")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let Some(identifier) = identifier else {
+            return Err(StoreError::NotFound);
+        };
+        sqlx::query(
+            "DELETE FROM organization_client_grants \
+             WHERE grant_id IN (SELECT id FROM client_grants WHERE audience = ?)",
+        )
+        .bind(identifier.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM client_grants WHERE audience = ?")
+            .bind(identifier.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        commit(tx).await
+    }
+
+    async fn get_resource_server(&self, id: &str) -> Result<Option<ResourceServer>> {
+        let row: Option<(String, String)> = sqlx::query_as("SELECT identifier, doc FROM resource_servers WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|(identifier, doc)| records::resource_server_from_row(id.to_owned(), identifier, &doc)).transpose()
+    }
+
+    async fn get_resource_server_by_identifier(&self, identifier: &str) -> Result<Option<ResourceServer>> {
+        let row: Option<(String, String)> = sqlx::query_as("SELECT id, doc FROM resource_servers WHERE identifier = ?")
+            .bind(identifier)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|(id, doc)| records::resource_server_from_row(id, identifier.to_owned(), &doc)).transpose()
+    }
+
+    async fn list_resource_servers(&self, identifiers: &[String], page: Page) -> Result<Listing<ResourceServer>> {
+        // The identifier list travels as one JSON array parameter, so the SQL text is constant
+        // whatever its length.
+        const FILTER: &str = "(?1 = 0 OR identifier IN (SELECT value FROM json_each(?2)))";
+        let (limit, offset) = limit_offset(page);
+        let restrict = !identifiers.is_empty();
+        let wanted = serde_json::to_string(identifiers).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut tx = self.read_tx().await?;
+        let count: i64 =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM resource_servers WHERE {FILTER}")))
+                .bind(restrict)
+                .bind(wanted.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let rows: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT id, identifier, doc FROM resource_servers WHERE {FILTER} ORDER BY seq LIMIT ?3 OFFSET ?4"
+        )))
+        .bind(restrict)
+        .bind(wanted.as_str())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        commit(tx).await?;
+        let items = rows
+            .into_iter()
+            .map(|(id, identifier, doc)| records::resource_server_from_row(id, identifier, &doc))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Listing { items, total: total(count) })
+    }
+
+    async fn insert_grant(&self, grant: &ClientGrant) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO client_grants (id, client_id, audience, allow_any_organization, doc) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(grant.id.as_str())
+        .bind(grant.client_id.as_str())
+        .bind(grant.audience.as_str())
+        .bind(grant.allow_any_organization)
+        .bind(records::grant_doc(grant)?)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn update_grant(&self, grant: &ClientGrant) -> Result<()> {
+        let result = sqlx::query(
+            "UPDATE client_grants SET client_id = ?, audience = ?, allow_any_organization = ?, doc = ? WHERE id = ?",
+        )
+        .bind(grant.client_id.as_str())
+        .bind(grant.audience.as_str())
+        .bind(grant.allow_any_organization)
+        .bind(records::grant_doc(grant)?)
+        .bind(grant.id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        require_row(result)
+    }
+
+    async fn delete_grant(&self, id: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM organization_client_grants WHERE grant_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let result =
+            sqlx::query("DELETE FROM client_grants WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(backend)?;
+        require_row(result)?;
+        commit(tx).await
+    }
+
+    async fn get_grant(&self, id: &str) -> Result<Option<ClientGrant>> {
+        let row: Option<GrantRow> =
+            sqlx::query_as(AssertSqlSafe(format!("SELECT {GRANT_COLUMNS} FROM client_grants WHERE id = ?")))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        row.map(records::grant_from_row).transpose()
+    }
+
+    async fn list_grants(&self, filter: &GrantFilter, page: Page) -> Result<Listing<ClientGrant>> {
+        const FILTER: &str = "(?1 IS NULL OR client_id = ?1) AND (?2 IS NULL OR audience = ?2) \
+                              AND (?3 IS NULL OR allow_any_organization = ?3)";
+        let (limit, offset) = limit_offset(page);
+        let mut tx = self.read_tx().await?;
+        let count: i64 =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM client_grants WHERE {FILTER}")))
+                .bind(filter.client_id.as_deref())
+                .bind(filter.audience.as_deref())
+                .bind(filter.allow_any_organization)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let rows: Vec<GrantRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS} FROM client_grants WHERE {FILTER} ORDER BY seq LIMIT ?4 OFFSET ?5"
+        )))
+        .bind(filter.client_id.as_deref())
+        .bind(filter.audience.as_deref())
+        .bind(filter.allow_any_organization)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        commit(tx).await?;
+        let items = rows.into_iter().map(records::grant_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Listing { items, total: total(count) })
+    }
+
+    async fn insert_organization(&self, org: &Organization) -> Result<()> {
+        sqlx::query("INSERT INTO organizations (id, name, doc) VALUES (?, ?, ?)")
+            .bind(org.id.as_str())
+            .bind(org.name.as_str())
+            .bind(records::organization_doc(org)?)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn update_organization(&self, org: &Organization) -> Result<()> {
+        let result = sqlx::query("UPDATE organizations SET name = ?, doc = ? WHERE id = ?")
+            .bind(org.name.as_str())
+            .bind(records::organization_doc(org)?)
+            .bind(org.id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        require_row(result)
+    }
+
+    async fn delete_organization(&self, id: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM organization_client_grants WHERE organization_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let result =
+            sqlx::query("DELETE FROM organizations WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(backend)?;
+        require_row(result)?;
+        commit(tx).await
+    }
+
+    async fn get_organization(&self, id: &str) -> Result<Option<Organization>> {
+        let row: Option<(String, String)> = sqlx::query_as("SELECT name, doc FROM organizations WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|(name, doc)| records::organization_from_row(id.to_owned(), name, &doc)).transpose()
+    }
+
+    async fn list_organizations(&self, page: Page) -> Result<Listing<Organization>> {
+        let (limit, offset) = limit_offset(page);
+        let mut tx = self.read_tx().await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&mut *tx).await.map_err(backend)?;
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT id, name, doc FROM organizations ORDER BY seq LIMIT ? OFFSET ?")
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        commit(tx).await?;
+        let items = rows
+            .into_iter()
+            .map(|(id, name, doc)| records::organization_from_row(id, name, &doc))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Listing { items, total: total(count) })
+    }
+
+    async fn add_organization_grant(&self, organization_id: &str, grant_id: &str) -> Result<()> {
+        // A missing organization or grant fails the foreign keys, which `backend` maps to NotFound.
+        sqlx::query("INSERT INTO organization_client_grants (organization_id, grant_id) VALUES (?, ?)")
+            .bind(organization_id)
+            .bind(grant_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn remove_organization_grant(&self, organization_id: &str, grant_id: &str) -> Result<()> {
+        let result = sqlx::query("DELETE FROM organization_client_grants WHERE organization_id = ? AND grant_id = ?")
+            .bind(organization_id)
+            .bind(grant_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        require_row(result)
+    }
+
+    async fn list_organization_grants(&self, organization_id: &str, page: Page) -> Result<Listing<ClientGrant>> {
+        let (limit, offset) = limit_offset(page);
+        let mut tx = self.read_tx().await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM organization_client_grants a JOIN client_grants g ON g.id = a.grant_id \
+             WHERE a.organization_id = ?",
+        )
+        .bind(organization_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let rows: Vec<GrantRow> = sqlx::query_as(
+            "SELECT g.id, g.client_id, g.audience, g.allow_any_organization, g.doc \
+             FROM organization_client_grants a JOIN client_grants g ON g.id = a.grant_id \
+             WHERE a.organization_id = ? ORDER BY a.seq LIMIT ? OFFSET ?",
+        )
+        .bind(organization_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        commit(tx).await?;
+        let items = rows.into_iter().map(records::grant_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Listing { items, total: total(count) })
+    }
+
+    async fn get_tenant_settings(&self) -> Result<TenantSettings> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM tenant_settings WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        doc.map_or_else(|| Ok(TenantSettings::default()), |doc| records::tenant_from_doc(&doc))
+    }
+
+    async fn put_tenant_settings(&self, tenant: &TenantSettings) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tenant_settings (id, doc) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+        )
+        .bind(records::tenant_doc(tenant)?)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, sealed_private_key, state, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(key.kid.as_str())
+        .bind(key.alg.as_str())
+        .bind(key.sealed_private_key.as_slice())
+        .bind(key.state.as_str())
+        .bind(key.created_at.millis)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn list_signing_keys(&self) -> Result<Vec<StoredKey>> {
+        let rows: Vec<(String, String, Vec<u8>, String, i64)> = sqlx::query_as(
+            "SELECT kid, alg, sealed_private_key, state, created_at FROM signing_keys ORDER BY created_at, seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter()
+            .map(|(kid, kind, sealed_private_key, state, created_at)| {
+                let alg = SigningAlg::parse(&kind)
+                    .ok_or_else(|| StoreError::Backend(format!("corrupt signing key {kid:?}: unknown algorithm")))?;
+                Ok(StoredKey { kid, alg, sealed_private_key, state, created_at: UnixTime::from_millis(created_at) })
+            })
+            .collect()
+    }
+
+    async fn append_events(&self, events: &[StoredEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO events (log_id, date, type, client_id, doc) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (log_id) DO NOTHING",
+            )
+            .bind(&e.log_id)
+            .bind(e.date.millis)
+            .bind(&e.event_type)
+            .bind(&e.client_id)
+            .bind(&e.json)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Listing<StoredEvent>> {
+        let mut filter = String::from(" WHERE 1 = 1");
+        if !query.types.is_empty() {
+            filter.push_str(" AND type IN (");
+            filter.push_str(&vec!["?"; query.types.len()].join(", "));
+            filter.push(')');
+        }
+        if query.client_id.is_some() {
+            filter.push_str(" AND client_id = ?");
+        }
+        if query.date_from.is_some() {
+            filter.push_str(" AND date >= ?");
+        }
+        if query.date_to.is_some() {
+            filter.push_str(" AND date < ?");
+        }
+        if query.after_log_id.is_some() {
+            filter.push_str(" AND log_id > ?");
+        }
+        macro_rules! bind_filters {
+            ($q:expr) => {{
+                let mut q = $q;
+                for t in &query.types {
+                    q = q.bind(t);
+                }
+                if let Some(c) = &query.client_id {
+                    q = q.bind(c);
+                }
+                if let Some(d) = query.date_from {
+                    q = q.bind(d.millis);
+                }
+                if let Some(d) = query.date_to {
+                    q = q.bind(d.millis);
+                }
+                if let Some(l) = &query.after_log_id {
+                    q = q.bind(l);
+                }
+                q
+            }};
+        }
+        let order = if query.after_log_id.is_none() && query.newest_first { "DESC" } else { "ASC" };
+        let offset = if query.after_log_id.is_some() {
+            0
+        } else {
+            i64::from(query.page.page).saturating_mul(i64::from(query.page.per_page))
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM events{filter}");
+        let list_sql = format!(
+            "SELECT log_id, date, type, client_id, doc FROM events{filter} ORDER BY log_id {order} LIMIT ? OFFSET ?"
+        );
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let total: i64 = bind_filters!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql)))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(backend)?;
+        let rows: Vec<(String, i64, String, Option<String>, String)> =
+            bind_filters!(sqlx::query_as(sqlx::AssertSqlSafe(list_sql)))
+                .bind(i64::from(query.page.per_page))
+                .bind(offset)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(backend)?;
+        let items = rows
+            .into_iter()
+            .map(|(log_id, date, event_type, client_id, json)| StoredEvent {
+                log_id,
+                date: UnixTime::from_millis(date),
+                event_type,
+                client_id,
+                json,
+            })
+            .collect();
+        Ok(Listing { items, total: u64::try_from(total).unwrap_or(0) })
+    }
+
+    async fn get_event(&self, log_id: &str) -> Result<Option<StoredEvent>> {
+        let row: Option<(String, i64, String, Option<String>, String)> =
+            sqlx::query_as("SELECT log_id, date, type, client_id, doc FROM events WHERE log_id = ?")
+                .bind(log_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(row.map(|(log_id, date, event_type, client_id, json)| StoredEvent {
+            log_id,
+            date: UnixTime::from_millis(date),
+            event_type,
+            client_id,
+            json,
+        }))
+    }
+
+    async fn prune_events(&self, before: UnixTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM events WHERE date < ?")
+            .bind(before.millis)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
