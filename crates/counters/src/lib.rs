@@ -1,0 +1,48 @@
+//! Quota counters: how many tokens each bucket has counted, checked and consumed atomically.
+//!
+//! One trait, [`Counters`], with an embedded implementation ([`EmbeddedCounters`]: in memory,
+//! journaled to disk with group commit) and, in distributed mode, a Redis one.
+//!
+//! Architecture invariants:
+//! - `consume` is all or nothing over every bucket of a request: either every bucket is
+//!   incremented, or none is.
+//! - `consume` resolves `Granted` only once the increment is durable, so a token that reached a
+//!   client is always counted after a crash and restart.
+//! - Counters never read the clock: callers pass `now` (for pruning) and bucket keys carry their
+//!   window.
+
+mod embedded;
+mod journal;
+
+use async_trait::async_trait;
+use ration_domain::BucketKey;
+use ration_domain::quota::QuotaPlan;
+
+pub use embedded::{Durability, EmbeddedCounters};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CounterError {
+    /// The counter store cannot be reached or written; the quota failure policy applies.
+    #[error("counter store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Outcome of [`Counters::consume`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Consumption {
+    /// Every bucket was incremented; counts after the increment, in the plan's order.
+    Granted { after: Vec<u64> },
+    /// Nothing was incremented: bucket `exhausted` (an enforced one) is full. `used` are the
+    /// current counts, in the plan's order.
+    Rejected { exhausted: usize, used: Vec<u64> },
+}
+
+#[async_trait]
+pub trait Counters: Send + Sync + 'static {
+    /// Current counts (0 for a bucket never counted), in the order given.
+    async fn peek(&self, keys: &[BucketKey]) -> Result<Vec<u64>, CounterError>;
+
+    /// Atomically: if no enforced bucket of `plan` is exhausted, increment every bucket (enforced
+    /// or not) by one and return the new counts; else change nothing.
+    async fn consume(&self, plan: &QuotaPlan) -> Result<Consumption, CounterError>;
+}
