@@ -1,0 +1,131 @@
+//! The `ration` binary: `ration serve` runs the server; further subcommands form the operator CLI.
+
+mod config;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ration_server::{Server, ServerConfig};
+
+#[derive(Parser)]
+#[command(name = "ration", version, about = "OAuth 2.0 client-credentials server with exact token quotas")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(config::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RATION_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+    let settings = config::Settings::resolve(&args)?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot bind {}", settings.listen))?;
+    let local = listener.local_addr()?;
+    let base_url = format!("http://{local}");
+    let issuer = settings.issuer.clone().unwrap_or_else(|| format!("{base_url}/"));
+
+    let bootstrap_credentials = match (
+        std::env::var("RATION_BOOTSTRAP_CLIENT_ID").ok().filter(|v| !v.is_empty()),
+        std::env::var("RATION_BOOTSTRAP_CLIENT_SECRET").ok().filter(|v| !v.is_empty()),
+    ) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        (None, None) => None,
+        _ => anyhow::bail!("set both RATION_BOOTSTRAP_CLIENT_ID and RATION_BOOTSTRAP_CLIENT_SECRET, or neither"),
+    };
+    let config = ServerConfig {
+        issuer: issuer.clone(),
+        data_dir: settings.data_dir.clone(),
+        master_key_hex: std::env::var("RATION_MASTER_KEY").ok().filter(|v| !v.is_empty()),
+        bootstrap_credentials,
+        quota_durability: settings.quota_durability,
+        clock_offset_millis: match std::env::var("RATION_TEST_CLOCK_OFFSET_MS") {
+            Ok(v) if !v.is_empty() => v.parse().context("RATION_TEST_CLOCK_OFFSET_MS must be an integer")?,
+            _ => 0,
+        },
+    };
+    let server = Server::build(config).await?;
+
+    if let Some(creds) = &server.generated_credentials {
+        println!(
+            "generated admin credentials (shown once; also in {}):",
+            settings.data_dir.join(ration_server::bootstrap::CREDENTIALS_FILE).display()
+        );
+        println!("  client_id:     {}", creds.client_id);
+        println!("  client_secret: {}", creds.client_secret);
+    }
+    println!("listening on {base_url}");
+    println!(
+        "first token: curl -s {base_url}/oauth/token -d grant_type=client_credentials -d client_id=<client_id> \
+         -d client_secret=<client_secret> -d audience={issuer}api/v2/"
+    );
+    tracing::info!(%issuer, data_dir = %settings.data_dir.display(), "ration started");
+
+    ration_server::serve(listener, server.router(), shutdown_signal()).await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM. axum then stops accepting and lets in-flight requests finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,188 @@
+//! Ration's HTTP edge: `/oauth/token`, the Management API (`/api/v2`), `/.well-known`, health.
+//!
+//! Architecture invariants:
+//! - This is the only crate that turns errors into HTTP responses (`error.rs`).
+//! - The token path reads configuration from the in-memory catalog, never from the store.
+//! - The clock is read once per request (`clock.rs`).
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
+
+pub mod bootstrap;
+pub mod clock;
+pub mod error;
+pub mod events;
+mod files;
+pub mod keys;
+pub mod mgmt;
+pub mod quota;
+pub mod secrets;
+pub mod state;
+pub mod token;
+pub mod wellknown;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use ration_counters::{Durability, EmbeddedCounters};
+use ration_domain::SigningAlg;
+use ration_store::{ConfigStore, SqliteStore, StoreError};
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use bootstrap::GeneratedCredentials;
+use clock::SystemClock;
+use keys::{KeyRing, MasterKey};
+use secrets::SecretHasher;
+use state::{AppState, Inner};
+
+/// Validated settings the server runs with (the binary builds it from flags, env and file).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The `iss` of every token; must end with `/`.
+    pub issuer: String,
+    pub data_dir: PathBuf,
+    /// 64 hex characters; `None`: a generated key file in the data dir.
+    pub master_key_hex: Option<String>,
+    /// `RATION_BOOTSTRAP_CLIENT_ID` / `RATION_BOOTSTRAP_CLIENT_SECRET`.
+    pub bootstrap_credentials: Option<(String, String)>,
+    /// How far an issued token's count is guaranteed to survive (process crash or power loss).
+    pub quota_durability: Durability,
+    /// Shifts the server's clock (tests only: crossing UTC windows without waiting).
+    pub clock_offset_millis: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Io(String),
+    #[error("configuration store: {0}")]
+    Store(#[from] StoreError),
+    #[error("keys: {0}")]
+    Keys(#[from] keys::KeyError),
+    #[error("random generator failed")]
+    Random,
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl From<aws_lc_rs::error::Unspecified> for StartError {
+    fn from(_: aws_lc_rs::error::Unspecified) -> StartError {
+        StartError::Random
+    }
+}
+
+/// A built server: its router, and the admin credentials if they were generated on this start.
+pub struct Server {
+    pub state: AppState,
+    pub generated_credentials: Option<GeneratedCredentials>,
+}
+
+impl Server {
+    /// Opens the data dir, migrates, bootstraps and loads everything into memory.
+    pub async fn build(config: ServerConfig) -> Result<Server, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::Io(format!("cannot create data dir {}: {e}", config.data_dir.display())))?;
+        let master = match &config.master_key_hex {
+            Some(hex) => MasterKey::from_hex(hex)?,
+            None => MasterKey::load_or_create(&config.data_dir)?,
+        };
+        let store: Arc<dyn ConfigStore> = Arc::new(SqliteStore::open(&config.data_dir.join("ration.db")).await?);
+        let secrets = SecretHasher::new(master.pepper());
+        let clock = Arc::new(SystemClock::default());
+        if config.clock_offset_millis != 0 {
+            tracing::warn!(offset_ms = config.clock_offset_millis, "clock offset set: for tests only");
+            clock.set_offset_millis(config.clock_offset_millis);
+        }
+        let now = clock::Clock::now(clock.as_ref());
+        let counters = Arc::new(
+            EmbeddedCounters::open(&config.data_dir.join("counters.journal"), config.quota_durability, now)
+                .map_err(|e| StartError::Setup(e.to_string()))?,
+        );
+        spawn_pruning(counters.clone(), clock.clone());
+        let events = events::EventLog::start(store.clone());
+        let mgmt_audience = format!("{}api/v2/", config.issuer);
+
+        let generated = bootstrap::run(
+            store.as_ref(),
+            &secrets,
+            &mgmt_audience,
+            config.bootstrap_credentials.clone(),
+            &config.data_dir,
+            now,
+        )
+        .await?;
+
+        let catalog = store.load_catalog().await?;
+        let keys = KeyRing::open(&store.list_signing_keys().await?, &master)?;
+        let state = AppState::new(Inner {
+            store,
+            catalog: ArcSwap::from_pointee(catalog),
+            keys: ArcSwap::from_pointee(keys),
+            master,
+            secrets,
+            issuer: config.issuer.clone(),
+            mgmt_audience,
+            clock,
+            counters,
+            events,
+            writes: tokio::sync::Mutex::new(()),
+        });
+
+        // Every algorithm in use needs a current key (the Management API's RS256 on first start).
+        let mut algs: Vec<SigningAlg> = state.catalog.load().resource_servers().map(|rs| rs.signing_alg).collect();
+        algs.push(SigningAlg::RS256);
+        algs.sort();
+        algs.dedup();
+        for alg in algs {
+            state.ensure_signing_key(alg).await.map_err(|e| StartError::Setup(e.message))?;
+        }
+        Ok(Server { state, generated_credentials: generated })
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/oauth/token", post(token::post_token))
+        .route("/.well-known/jwks.json", get(wellknown::jwks))
+        .route("/.well-known/openid-configuration", get(wellknown::discovery))
+        .route("/.well-known/oauth-authorization-server", get(wellknown::discovery))
+        .route("/healthz", get(wellknown::healthz))
+        .route("/readyz", get(wellknown::readyz))
+        .nest("/api/v2", mgmt::router())
+        .fallback(|| async { error::ApiError::not_found("Not Found", "inexistent_path") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None)
+        })
+        // A bug must cost one request a 500, never the process.
+        .layer(CatchPanicLayer::new())
+        .with_state(state)
+}
+
+/// Expired buckets can never count again; drop them once a minute so memory tracks live windows.
+fn spawn_pruning(counters: Arc<EmbeddedCounters>, clock: Arc<SystemClock>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            counters.prune(clock::Clock::now(clock.as_ref()));
+        }
+    });
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+}

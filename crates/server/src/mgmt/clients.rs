@@ -1,0 +1,129 @@
+//! `/api/v2/clients`: applications.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ration_proto::mgmt::{ClientCreate, ClientPatch, client_view, list_response, parse_body};
+
+use super::auth::Principal;
+use super::{list_params, read_body};
+use crate::error::ApiError;
+use crate::secrets::{new_client_id, new_client_secret};
+use crate::state::AppState;
+
+fn no_client() -> ApiError {
+    ApiError::not_found("The client does not exist", "inexistent_client")
+}
+
+pub async fn create(State(state): State<AppState>, principal: Principal, body: Body) -> Result<Response, ApiError> {
+    principal.require("create:clients")?;
+    let input: ClientCreate = parse_body(&read_body(body).await?)?;
+    let secret = new_client_secret()?;
+    let client = input.into_client(new_client_id()?, state.secrets.hash(&secret), state.now())?;
+    {
+        let _writes = state.writes.lock().await;
+        state.store.insert_client(&client).await?;
+        state.update_catalog(|c| c.upsert_client(client.clone()));
+    }
+    Ok((StatusCode::CREATED, Json(client_view(&client, Some(&secret)))).into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    principal.require("read:clients")?;
+    let (params, _filters, page) = list_params(query.as_deref())?;
+    let listing = state.store.list_clients(page).await?;
+    let items = listing.items.iter().map(|c| client_view(c, None)).collect();
+    Ok(Json(list_response(items, "clients", &params, listing.total)).into_response())
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require("read:clients")?;
+    let client = state.store.get_client(&id).await?.ok_or_else(no_client)?;
+    Ok(Json(client_view(&client, None)).into_response())
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    principal.require("update:clients")?;
+    let input: ClientPatch = parse_body(&read_body(body).await?)?;
+    let _writes = state.writes.lock().await;
+    let mut client = state.store.get_client(&id).await?.ok_or_else(no_client)?;
+    let new_secret = input.apply(&mut client, state.now())?;
+    if let Some(secret) = &new_secret {
+        client.secret_hash = state.secrets.hash(secret);
+    }
+    state.store.update_client(&client).await?;
+    state.update_catalog(|c| c.upsert_client(client.clone()));
+    Ok(Json(client_view(&client, new_secret.as_deref())).into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require("delete:clients")?;
+    let _writes = state.writes.lock().await;
+    match state.store.delete_client(&id).await {
+        Err(ration_store::StoreError::NotFound) => return Err(no_client()),
+        other => other?,
+    }
+    state.update_catalog(|c| c.remove_client(&id));
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Replaces the secret: the old one stops working at once (single secret per client, as Auth0).
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require("update:clients")?;
+    let secret = new_client_secret()?;
+    let _writes = state.writes.lock().await;
+    let mut client = state.store.get_client(&id).await?.ok_or_else(no_client)?;
+    client.secret_hash = state.secrets.hash(&secret);
+    client.updated_at = state.now();
+    state.store.update_client(&client).await?;
+    state.update_catalog(|c| c.upsert_client(client.clone()));
+    Ok(Json(client_view(&client, Some(&secret))).into_response())
+}
+
+/// Ration extension: live counts of the client's quota buckets in the current windows.
+pub async fn quota_usage(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require("read:clients")?;
+    let now = state.now();
+    let catalog = state.catalog.load();
+    let client = catalog.client(&id).ok_or_else(no_client)?;
+    let default = catalog.tenant().default_token_quota.clients.as_ref();
+    let (source, quota) = match (&client.token_quota, default) {
+        (Some(q), _) => (Some("client"), Some(q)),
+        (None, Some(q)) => (Some("tenant_default"), Some(q)),
+        (None, None) => (None, None),
+    };
+    let plan = ration_domain::quota::QuotaPlan::new(quota.map(|q| (client.client_id.as_str(), q)), None, now);
+    let states = crate::quota::usage(&state, &plan, ration_domain::EntityKind::Client, now)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), Some("quota_store_unavailable")))?;
+    let mut body = super::usage_view(source, quota, &states);
+    body["client_id"] = serde_json::json!(client.client_id);
+    Ok(Json(body).into_response())
+}

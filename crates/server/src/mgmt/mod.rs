@@ -1,0 +1,100 @@
+//! The Auth0-compatible Management API under `/api/v2`. One file per resource; every handler has
+//! the same shape: authorize (scope) → parse and validate → one store write → catalog update →
+//! Auth0-shaped response.
+
+pub mod auth;
+pub mod client_grants;
+pub mod clients;
+pub mod logs;
+pub mod organizations;
+pub mod resource_servers;
+pub mod tenant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::routing::{delete, get, post};
+use ration_proto::mgmt::{ListParams, parse_list_params};
+use ration_store::Page;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Management API bodies are small JSON objects; this is generous.
+pub const MGMT_BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/clients", get(clients::list).post(clients::create))
+        .route("/clients/{id}", get(clients::get_one).patch(clients::patch).delete(clients::delete))
+        .route("/clients/{id}/rotate-secret", post(clients::rotate_secret))
+        .route("/clients/{id}/quota-usage", get(clients::quota_usage))
+        .route("/organizations", get(organizations::list).post(organizations::create))
+        .route(
+            "/organizations/{id}",
+            get(organizations::get_one).patch(organizations::patch).delete(organizations::delete),
+        )
+        .route("/organizations/{id}/client-grants", get(organizations::list_grants).post(organizations::add_grant))
+        .route("/organizations/{id}/client-grants/{grant_id}", delete(organizations::remove_grant))
+        .route("/organizations/{id}/quota-usage", get(organizations::quota_usage))
+        .route("/logs", get(logs::list))
+        .route("/logs/{id}", get(logs::get_one))
+        .route("/resource-servers", get(resource_servers::list).post(resource_servers::create))
+        .route(
+            "/resource-servers/{id}",
+            get(resource_servers::get_one).patch(resource_servers::patch).delete(resource_servers::delete),
+        )
+        .route("/client-grants", get(client_grants::list).post(client_grants::create))
+        .route(
+            "/client-grants/{id}",
+            get(client_grants::get_one).patch(client_grants::patch).delete(client_grants::delete),
+        )
+        .route("/tenants/settings", get(tenant::get_settings).patch(tenant::patch_settings))
+        .fallback(not_found)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("Not Found", "inexistent_path")
+}
+
+/// Reads a request body up to the Management API limit; larger bodies get Auth0's 413 shape.
+pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MGMT_BODY_LIMIT).await.map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body too large (limit {MGMT_BODY_LIMIT} bytes)"),
+            Some("payload_too_large"),
+        )
+    })
+}
+
+/// Query parameters of a list endpoint that are not paging parameters (its filters).
+pub type Filters = Vec<(String, String)>;
+
+/// Offset paging parameters plus the endpoint's own filters.
+pub fn list_params(query: Option<&str>) -> Result<(ListParams, Filters, Page), ApiError> {
+    let (params, rest) = parse_list_params(query)?;
+    let page = Page { page: params.page, per_page: params.per_page };
+    Ok((params, rest, page))
+}
+
+/// The quota-usage body shared by clients and organizations: which quota applies (own or tenant
+/// default) and each bucket's live state.
+pub fn usage_view(
+    source: Option<&'static str>,
+    quota: Option<&ration_domain::TokenQuota>,
+    states: &[ration_domain::quota::BucketState],
+) -> serde_json::Value {
+    serde_json::json!({
+        "source": source,
+        "token_quota": quota.map(ration_proto::mgmt::quota_view),
+        "enforce": quota.map(|q| q.enforce),
+        "buckets": states.iter().map(|s| serde_json::json!({
+            "bucket": s.window.name(),
+            "quota": s.limit,
+            "used": s.used,
+            "remaining": s.remaining(),
+            "resets_at": ration_domain::UnixTime::from_secs(s.reset_at).to_rfc3339(),
+            "reset_in": s.reset_in,
+        })).collect::<Vec<_>>(),
+    })
+}

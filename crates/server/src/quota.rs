@@ -1,0 +1,176 @@
+//! Quota enforcement on the token path: consume, build Auth0's quota headers, write warning events.
+
+use axum::http::{HeaderName, HeaderValue};
+use ration_counters::{Consumption, CounterError};
+use ration_domain::quota::{BucketState, QuotaPlan, crossed_thresholds, header_value, states_for};
+use ration_domain::{Decision, EntityKind, TokenError, UnixTime};
+use serde_json::json;
+
+use crate::error::OAuthError;
+use crate::events::RequestInfo;
+use crate::state::AppState;
+
+pub const CLIENT_HEADER: &str = "auth0-client-quota-limit";
+pub const ORG_HEADER: &str = "auth0-organization-quota-limit";
+
+pub type Headers = Vec<(HeaderName, HeaderValue)>;
+
+/// Consumes one token from every bucket of `plan`. On success returns the quota headers for the
+/// 200; on rejection, the 429 with its headers.
+pub async fn consume(
+    state: &AppState,
+    decision: &Decision,
+    plan: &QuotaPlan,
+    now: UnixTime,
+    info: &RequestInfo,
+) -> Result<Headers, OAuthError> {
+    if plan.is_empty() {
+        return Ok(Vec::new());
+    }
+    match state.counters.consume(plan).await {
+        Ok(Consumption::Granted { after }) => {
+            warn_on_thresholds(state, decision, plan, &after, now, info);
+            Ok(quota_headers(plan, &after, now))
+        }
+        Ok(Consumption::Rejected { exhausted, used }) => {
+            Err(rejection(state, decision, plan, &used, exhausted, now, info))
+        }
+        Err(CounterError::Unavailable(detail)) => {
+            tracing::error!(error = %detail, "quota counters unavailable; refusing (policy: deny)");
+            let mut e = OAuthError::from(TokenError::QuotaStoreUnavailable);
+            e.headers.push((HeaderName::from_static("retry-after"), HeaderValue::from_static("1")));
+            Err(e)
+        }
+    }
+}
+
+/// `Auth0-Client-Quota-Limit`, `Auth0-Organization-Quota-Limit` (only for quotas that apply), and
+/// the IETF `RateLimit-Policy` / `RateLimit` fields for the tightest enforced bucket.
+fn quota_headers(plan: &QuotaPlan, counts: &[u64], now: UnixTime) -> Headers {
+    let mut headers = Vec::with_capacity(4);
+    for (entity, name) in [(EntityKind::Client, CLIENT_HEADER), (EntityKind::Organization, ORG_HEADER)] {
+        let states = states_for(plan, counts, entity, now);
+        if !states.is_empty() {
+            push(&mut headers, name, header_value(&states));
+        }
+    }
+    // Tightest: fewest tokens left; among equals, the one that resets last.
+    let tightest = plan
+        .buckets
+        .iter()
+        .zip(counts)
+        .filter(|(b, _)| b.enforce)
+        .min_by_key(|(b, n)| (u64::from(b.limit).saturating_sub(**n), std::cmp::Reverse(b.key.window.len_secs())));
+    if let Some((bucket, &n)) = tightest {
+        let policy = format!("\"{}_{}\"", bucket.key.entity.name(), bucket.key.window.name());
+        let remaining = u64::from(bucket.limit).saturating_sub(n);
+        let reset = bucket.key.window.secs_to_reset(now);
+        push(
+            &mut headers,
+            "ratelimit-policy",
+            format!("{policy};q={};w={}", bucket.limit, bucket.key.window.len_secs()),
+        );
+        push(&mut headers, "ratelimit", format!("{policy};r={remaining};t={reset}"));
+    }
+    headers
+}
+
+fn push(headers: &mut Headers, name: &'static str, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.push((HeaderName::from_static(name), value));
+    }
+}
+
+fn rejection(
+    state: &AppState,
+    decision: &Decision,
+    plan: &QuotaPlan,
+    used: &[u64],
+    exhausted: usize,
+    now: UnixTime,
+    info: &RequestInfo,
+) -> OAuthError {
+    let mut headers = quota_headers(plan, used, now);
+    let Some(bucket) = plan.buckets.get(exhausted) else {
+        return OAuthError { error: TokenError::QuotaExceeded(EntityKind::Client), headers };
+    };
+    // Retry only helps once every exhausted enforced bucket has reset.
+    let (reset_in, reset_at) = plan
+        .buckets
+        .iter()
+        .zip(used)
+        .filter(|(b, n)| b.enforce && **n >= u64::from(b.limit))
+        .map(|(b, _)| (b.key.window.secs_to_reset(now), b.key.expires_at()))
+        .max()
+        .unwrap_or((bucket.key.window.secs_to_reset(now), bucket.key.expires_at()));
+    push(&mut headers, "x-ratelimit-limit", bucket.limit.to_string());
+    push(&mut headers, "x-ratelimit-remaining", "0".to_owned());
+    push(&mut headers, "x-ratelimit-reset", reset_at.to_string());
+    push(&mut headers, "retry-after", reset_in.to_string());
+    let error = TokenError::QuotaExceeded(bucket.key.entity);
+    state.events.emit(
+        now,
+        info,
+        json!({
+            "type": "feccft",
+            "description": error.description(),
+            "client_id": decision.client.client_id,
+            "client_name": decision.client.name,
+            "audience": decision.resource_server.identifier,
+            "scope": decision.scopes.join(" "),
+            "organization_id": decision.organization.as_ref().map(|o| o.id.clone()),
+            "organization_name": decision.organization.as_ref().map(|o| o.name.clone()),
+            "details": {"error": "too_many_requests", "error_description": error.description(),
+                        "bucket": bucket.key.window.name(), "entity_type": bucket.key.entity.name()},
+        }),
+    );
+    OAuthError { error, headers }
+}
+
+/// Auth0 writes `token_quota_consumption_warning` when a bucket first reaches 60, 80 and 100 %.
+fn warn_on_thresholds(
+    state: &AppState,
+    decision: &Decision,
+    plan: &QuotaPlan,
+    after: &[u64],
+    now: UnixTime,
+    info: &RequestInfo,
+) {
+    for (bucket, &count) in plan.buckets.iter().zip(after) {
+        for pct in crossed_thresholds(bucket.limit, count.saturating_sub(1), count) {
+            let entity = bucket.key.entity.name();
+            let window = bucket.key.window.name();
+            state.events.emit(
+                now,
+                info,
+                json!({
+                    "type": "token_quota_consumption_warning",
+                    "description": format!("{pct}% of {entity} {window} quota consumed"),
+                    "client_id": decision.client.client_id,
+                    "client_name": decision.client.name,
+                    "details": {
+                        "bucket": window,
+                        "entity_type": entity,
+                        "entity_id": bucket.key.entity_id,
+                        "quota": bucket.limit,
+                        "quota_consumption_percentage": pct,
+                        "quota_consumption": count,
+                        "enforce": bucket.enforce,
+                    },
+                }),
+            );
+        }
+    }
+}
+
+/// Live state of an entity's buckets in the current windows (the quota-usage endpoints).
+pub async fn usage(
+    state: &AppState,
+    plan: &QuotaPlan,
+    entity: EntityKind,
+    now: UnixTime,
+) -> Result<Vec<BucketState>, CounterError> {
+    let keys: Vec<_> = plan.buckets.iter().map(|b| b.key.clone()).collect();
+    let used = state.counters.peek(&keys).await?;
+    Ok(states_for(plan, &used, entity, now))
+}
