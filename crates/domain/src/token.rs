@@ -62,6 +62,8 @@ impl Decision {
 pub enum TokenError {
     /// 400 `invalid_request`: the text names the parameter.
     InvalidRequest(String),
+    /// 413 `invalid_request`: the body is larger than the limit (bytes).
+    BodyTooLarge(usize),
     /// 400 `unsupported_grant_type`.
     UnsupportedGrantType,
     /// 401 `access_denied` "Unauthorized": unknown client or wrong secret. One variant for both so
@@ -100,6 +102,7 @@ impl TokenError {
     pub fn description(&self) -> String {
         match self {
             TokenError::InvalidRequest(text) => text.clone(),
+            TokenError::BodyTooLarge(limit) => format!("Request body too large (limit {limit} bytes)"),
             TokenError::UnsupportedGrantType => "Grant type not supported".to_owned(),
             TokenError::Unauthorized => "Unauthorized".to_owned(),
             TokenError::GrantTypeNotAllowed => {

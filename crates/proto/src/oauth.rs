@@ -459,6 +459,7 @@ impl<'de> de::Deserialize<'de> for JsonValue<'de> {
 pub fn token_error_status(e: &TokenError) -> (u16, &'static str) {
     match e {
         TokenError::InvalidRequest(_) => (400, "invalid_request"),
+        TokenError::BodyTooLarge(_) => (413, "invalid_request"),
         TokenError::UnsupportedGrantType => (400, "unsupported_grant_type"),
         TokenError::Unauthorized => (401, "access_denied"),
         TokenError::GrantTypeNotAllowed => (403, "unauthorized_client"),

@@ -98,9 +98,7 @@ async fn issue(
 }
 
 async fn read_body(body: Body) -> Result<Bytes, OAuthError> {
-    axum::body::to_bytes(body, TOKEN_BODY_LIMIT).await.map_err(|_| {
-        TokenError::InvalidRequest(format!("Request body too large (limit {TOKEN_BODY_LIMIT} bytes)")).into()
-    })
+    axum::body::to_bytes(body, TOKEN_BODY_LIMIT).await.map_err(|_| TokenError::BodyTooLarge(TOKEN_BODY_LIMIT).into())
 }
 
 /// Unknown client, wrong secret and a public client all get the same answer, so that the endpoint
