@@ -1,0 +1,14 @@
+//! Acceptance tests for issue 2: the real `ration serve` binary driven over HTTP.
+//!
+//! One test binary for the crate (see `tests/DO_NOT_ADD_MORE_TEST_FILES`). Every test starts its
+//! own server on port 0 with its own temporary data directory, so tests run in parallel.
+//!
+//! Run: `cargo test -p ration --test it`
+
+mod bad_input;
+mod config;
+mod harness;
+mod mgmt;
+mod restart;
+mod third_party;
+mod token;
