@@ -20,16 +20,7 @@ use tokio::sync::oneshot;
 use crate::journal;
 use crate::{Consumption, CounterError, Counters};
 
-/// How far an acknowledged increment is guaranteed to survive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// Written to the OS before the token is returned: survives a process crash (`kill -9`), not a
-    /// power loss. Costs one `write(2)` per batch.
-    Process,
-    /// Also `fdatasync`ed before the token is returned: survives power loss. Costs one disk flush
-    /// per batch (milliseconds on most disks; batches grow to absorb it under load).
-    Fsync,
-}
+pub use ration_domain::Durability;
 
 /// Rewrite the journal once it grows past this, keeping only live buckets.
 const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;

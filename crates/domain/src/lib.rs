@@ -7,12 +7,27 @@
 
 pub mod catalog;
 pub mod entity;
+pub mod logstream;
 pub mod quota;
 pub mod time;
 pub mod token;
 
 pub use catalog::Catalog;
 pub use entity::*;
+pub use logstream::{ContentFormat, HttpSink, LogStream, Sink, StreamStatus};
 pub use quota::{Bucket, BucketKey, EntityKind, QuotaLimits, TokenQuota, Window};
 pub use time::UnixTime;
 pub use token::{Decision, TokenError, TokenRequest};
+
+/// How far an acknowledged write (a counted token, an event, a configuration change) is guaranteed
+/// to survive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Written to the operating system before the response: survives a process crash (`kill -9`),
+    /// not a power loss. The default: it costs a `write(2)`, not a disk flush.
+    #[default]
+    Process,
+    /// Flushed to the disk before the response: survives power loss, at the cost of a flush per
+    /// group commit.
+    Fsync,
+}

@@ -905,3 +905,86 @@ mod tests {
         );
     }
 }
+
+/// What a token request said, read leniently: for the failure event of a request that
+/// [`parse_token_request`] refused. First values win, errors are ignored, and values longer than
+/// [`FACT_MAX_LEN`] are dropped (an event log is no place for a 4 KiB "client_id").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// From the body or HTTP Basic.
+    pub client_id: Option<String>,
+    /// As requested.
+    pub audience: Option<String>,
+    /// As requested (space-separated).
+    pub scope: Option<String>,
+    /// As requested.
+    pub organization: Option<String>,
+}
+
+/// Longest value [`peek_request`] keeps.
+pub const FACT_MAX_LEN: usize = 256;
+
+/// Reads [`RequestFacts`] from a request that may be malformed.
+pub fn peek_request(content_type: Option<&str>, authorization: Option<&str>, body: &[u8]) -> RequestFacts {
+    let mut facts = RequestFacts::default();
+    let mut set = |name: &str, value: &str| {
+        let slot = match name {
+            "client_id" => &mut facts.client_id,
+            "audience" => &mut facts.audience,
+            "scope" => &mut facts.scope,
+            "organization" => &mut facts.organization,
+            _ => return,
+        };
+        if slot.is_none() && !value.is_empty() && value.len() <= FACT_MAX_LEN {
+            *slot = Some(value.to_owned());
+        }
+    };
+    if let Ok(text) = std::str::from_utf8(body) {
+        match body_format(content_type) {
+            Some(BodyFormat::Form) => {
+                for (name, value) in form::raw_pairs(text) {
+                    if let (Ok(name), Ok(value)) = (form::decode(name), form::decode(value)) {
+                        set(&name, &value);
+                    }
+                }
+            }
+            Some(BodyFormat::Json) => {
+                if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) {
+                    for (name, value) in &map {
+                        if let Some(value) = value.as_str() {
+                            set(name, value);
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    if facts.client_id.is_none()
+        && let Some(Ok(Some((client_id, _)))) = authorization.map(parse_basic)
+        && client_id.len() <= FACT_MAX_LEN
+    {
+        facts.client_id = Some(client_id);
+    }
+    facts
+}
+
+#[cfg(test)]
+mod peek_tests {
+    use super::*;
+
+    #[test]
+    fn peeks_even_when_parsing_fails() {
+        let f = peek_request(
+            Some("application/x-www-form-urlencoded"),
+            None,
+            b"grant_type=password&client_id=abc&audience=https%3A%2F%2Fapi&client_id=dup",
+        );
+        assert_eq!(f.client_id.as_deref(), Some("abc"));
+        assert_eq!(f.audience.as_deref(), Some("https://api"));
+        let f = peek_request(Some("application/json"), Some("Basic YWJjOnNlY3JldA=="), br#"{"grant_type": 1}"#);
+        assert_eq!(f.client_id.as_deref(), Some("abc"));
+        let long = format!("client_id={}", "x".repeat(FACT_MAX_LEN + 1));
+        assert_eq!(peek_request(Some("application/x-www-form-urlencoded"), None, long.as_bytes()).client_id, None);
+    }
+}

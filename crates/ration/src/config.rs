@@ -24,9 +24,20 @@ pub struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, env = "RATION_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Quota counter durability: `process` (survives kill -9) or `fsync` (also power loss).
-    #[arg(long, env = "RATION_QUOTA_DURABILITY")]
-    pub quota_durability: Option<String>,
+    /// Durability of acknowledged writes (counted tokens, events, configuration): `process`
+    /// (survives kill -9; default) or `fsync` (also power loss, at the cost of a disk flush per
+    /// group commit).
+    #[arg(long, env = "RATION_DURABILITY")]
+    pub durability: Option<String>,
+    /// Days events are kept in the event log.
+    #[arg(long, env = "RATION_LOG_RETENTION_DAYS")]
+    pub log_retention_days: Option<u32>,
+    /// Longest wait between log-stream delivery retries, in milliseconds.
+    #[arg(long, env = "RATION_LOG_STREAM_RETRY_MAX_MS")]
+    pub log_stream_retry_max_ms: Option<u64>,
+    /// Continuous delivery failure for this many seconds suspends a log stream.
+    #[arg(long, env = "RATION_LOG_STREAM_SUSPEND_AFTER_SECS")]
+    pub log_stream_suspend_after_secs: Option<u64>,
 }
 
 /// The TOML file. Every key is optional; unknown keys are an error that names the key.
@@ -39,8 +50,22 @@ pub struct FileConfig {
     pub issuer: Option<String>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
-    /// `"process"` (default: counts survive `kill -9`) or `"fsync"` (also power loss).
-    pub quota_durability: Option<String>,
+    /// `"process"` (default: acknowledged writes survive `kill -9`) or `"fsync"` (also power loss).
+    pub durability: Option<String>,
+    /// Days events are kept (default 30).
+    pub log_retention_days: Option<u32>,
+    /// `[log_streams]` delivery settings.
+    pub log_streams: Option<LogStreamsFile>,
+}
+
+/// `[log_streams]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogStreamsFile {
+    /// Longest wait between delivery retries, in milliseconds (default 30000).
+    pub retry_max_ms: Option<u64>,
+    /// Continuous failure for this many seconds suspends a stream (default 604800, 7 days).
+    pub suspend_after_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -58,7 +83,9 @@ pub struct Settings {
     /// `None`: derived from the bound address.
     pub issuer: Option<String>,
     pub data_dir: PathBuf,
-    pub quota_durability: ration_counters::Durability,
+    pub durability: ration_domain::Durability,
+    pub log_retention_days: u32,
+    pub delivery: ration_server::DeliverySettings,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -73,12 +100,25 @@ impl Settings {
         let listen = parse_listen(&listen_text)?;
         let issuer = args.issuer.clone().or(file.issuer).map(|i| normalize_issuer(&i)).transpose()?;
         let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./ration-data"));
-        let quota_durability = match args.quota_durability.clone().or(file.quota_durability).as_deref() {
-            None | Some("process") => ration_counters::Durability::Process,
-            Some("fsync") => ration_counters::Durability::Fsync,
-            Some(other) => bail!("invalid quota_durability {other:?}: expected \"process\" or \"fsync\""),
+        let durability = match args.durability.clone().or(file.durability).as_deref() {
+            None | Some("process") => ration_domain::Durability::Process,
+            Some("fsync") => ration_domain::Durability::Fsync,
+            Some(other) => bail!("invalid durability {other:?}: expected \"process\" or \"fsync\""),
         };
-        Ok(Settings { listen, issuer, data_dir, quota_durability })
+        let log_retention_days = args.log_retention_days.or(file.log_retention_days).unwrap_or(30);
+        if log_retention_days == 0 {
+            bail!("log_retention_days must be at least 1");
+        }
+        let streams = file.log_streams.unwrap_or_default();
+        let mut delivery = ration_server::DeliverySettings::default();
+        if let Some(ms) = args.log_stream_retry_max_ms.or(streams.retry_max_ms) {
+            delivery.retry_max = std::time::Duration::from_millis(ms.max(10));
+            delivery.retry_base = delivery.retry_base.min(delivery.retry_max);
+        }
+        if let Some(secs) = args.log_stream_suspend_after_secs.or(streams.suspend_after_secs) {
+            delivery.suspend_after = std::time::Duration::from_secs(secs);
+        }
+        Ok(Settings { listen, issuer, data_dir, durability, log_retention_days, delivery })
     }
 }
 

@@ -73,7 +73,9 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         data_dir: settings.data_dir.clone(),
         master_key_hex: std::env::var("RATION_MASTER_KEY").ok().filter(|v| !v.is_empty()),
         bootstrap_credentials,
-        quota_durability: settings.quota_durability,
+        durability: settings.durability,
+        log_retention_days: settings.log_retention_days,
+        delivery: settings.delivery.clone(),
         clock_offset_millis: match std::env::var("RATION_TEST_CLOCK_OFFSET_MS") {
             Ok(v) if !v.is_empty() => v.parse().context("RATION_TEST_CLOCK_OFFSET_MS must be an integer")?,
             _ => 0,

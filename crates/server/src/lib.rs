@@ -30,6 +30,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use ration_counters::{Durability, EmbeddedCounters};
 use ration_domain::SigningAlg;
+pub use ration_logstream::DeliverySettings;
 use ration_store::{ConfigStore, SqliteStore, StoreError};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -49,8 +50,13 @@ pub struct ServerConfig {
     pub master_key_hex: Option<String>,
     /// `RATION_BOOTSTRAP_CLIENT_ID` / `RATION_BOOTSTRAP_CLIENT_SECRET`.
     pub bootstrap_credentials: Option<(String, String)>,
-    /// How far an issued token's count is guaranteed to survive (process crash or power loss).
-    pub quota_durability: Durability,
+    /// How far acknowledged writes (counted tokens, events, configuration) are guaranteed to
+    /// survive: a process crash, or also a power loss.
+    pub durability: Durability,
+    /// Events older than this many days are deleted.
+    pub log_retention_days: u32,
+    /// Log-stream delivery tunables.
+    pub delivery: DeliverySettings,
     /// Shifts the server's clock (tests only: crossing UTC windows without waiting).
     pub clock_offset_millis: i64,
 }
@@ -90,7 +96,8 @@ impl Server {
             Some(hex) => MasterKey::from_hex(hex)?,
             None => MasterKey::load_or_create(&config.data_dir)?,
         };
-        let store: Arc<dyn ConfigStore> = Arc::new(SqliteStore::open(&config.data_dir.join("ration.db")).await?);
+        let store: Arc<dyn ConfigStore> =
+            Arc::new(SqliteStore::open(&config.data_dir.join("ration.db"), config.durability).await?);
         let secrets = SecretHasher::new(master.pepper());
         let clock = Arc::new(SystemClock::default());
         if config.clock_offset_millis != 0 {
@@ -99,11 +106,20 @@ impl Server {
         }
         let now = clock::Clock::now(clock.as_ref());
         let counters = Arc::new(
-            EmbeddedCounters::open(&config.data_dir.join("counters.journal"), config.quota_durability, now)
+            EmbeddedCounters::open(&config.data_dir.join("counters.journal"), config.durability, now)
                 .map_err(|e| StartError::Setup(e.to_string()))?,
         );
         spawn_pruning(counters.clone(), clock.clone());
-        let events = events::EventLog::start(store.clone());
+        let events = events::EventLog::start(store.clone(), store.last_log_id().await?.as_deref());
+        let clock_for_streams = clock.clone();
+        let deliveries = ration_logstream::Deliveries::start(
+            store.clone(),
+            events.subscribe(),
+            config.delivery.clone(),
+            Arc::new(move || clock::Clock::now(clock_for_streams.as_ref())),
+        )
+        .await?;
+        spawn_retention(store.clone(), clock.clone(), config.log_retention_days);
         let mgmt_audience = format!("{}api/v2/", config.issuer);
 
         let generated = bootstrap::run(
@@ -129,6 +145,7 @@ impl Server {
             clock,
             counters,
             events,
+            deliveries,
             writes: tokio::sync::Mutex::new(()),
         });
 
@@ -156,7 +173,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/oauth-authorization-server", get(wellknown::discovery))
         .route("/healthz", get(wellknown::healthz))
         .route("/readyz", get(wellknown::readyz))
-        .nest("/api/v2", mgmt::router())
+        .nest("/api/v2", mgmt::router(state.clone()))
         .fallback(|| async { error::ApiError::not_found("Not Found", "inexistent_path") })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None)
@@ -173,6 +190,23 @@ fn spawn_pruning(counters: Arc<EmbeddedCounters>, clock: Arc<SystemClock>) {
         loop {
             tick.tick().await;
             counters.prune(clock::Clock::now(clock.as_ref()));
+        }
+    });
+}
+
+/// Deletes events past the retention period: at start, then hourly.
+fn spawn_retention(store: Arc<dyn ConfigStore>, clock: Arc<SystemClock>, days: u32) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let now = clock::Clock::now(clock.as_ref());
+            let cutoff = ration_domain::UnixTime::from_millis(now.millis - i64::from(days) * 86_400_000);
+            match store.prune_events(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(n, days, "pruned events past retention"),
+                Err(e) => tracing::error!(error = %e, "event retention pruning failed"),
+            }
         }
     });
 }

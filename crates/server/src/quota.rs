@@ -15,6 +15,29 @@ pub const ORG_HEADER: &str = "auth0-organization-quota-limit";
 
 pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
+/// Refuses early, without consuming, when an enforced bucket is already full: a runaway client
+/// over its quota then costs a lookup, not a signature. The consume step still decides.
+pub async fn precheck(state: &AppState, plan: &QuotaPlan, now: UnixTime) -> Result<(), OAuthError> {
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<_> = plan.buckets.iter().map(|b| b.key.clone()).collect();
+    match state.counters.peek(&keys).await {
+        Ok(used) => match plan.first_exhausted(&used) {
+            Some(exhausted) => Err(rejection(plan, &used, exhausted, now)),
+            None => Ok(()),
+        },
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+fn unavailable(CounterError::Unavailable(detail): CounterError) -> OAuthError {
+    tracing::error!(error = %detail, "quota counters unavailable; refusing (policy: deny)");
+    let mut e = OAuthError::from(TokenError::QuotaStoreUnavailable);
+    e.headers.push((HeaderName::from_static("retry-after"), HeaderValue::from_static("1")));
+    e
+}
+
 /// Consumes one token from every bucket of `plan`. On success returns the quota headers for the
 /// 200; on rejection, the 429 with its headers.
 pub async fn consume(
@@ -32,15 +55,8 @@ pub async fn consume(
             warn_on_thresholds(state, decision, plan, &after, now, info);
             Ok(quota_headers(plan, &after, now))
         }
-        Ok(Consumption::Rejected { exhausted, used }) => {
-            Err(rejection(state, decision, plan, &used, exhausted, now, info))
-        }
-        Err(CounterError::Unavailable(detail)) => {
-            tracing::error!(error = %detail, "quota counters unavailable; refusing (policy: deny)");
-            let mut e = OAuthError::from(TokenError::QuotaStoreUnavailable);
-            e.headers.push((HeaderName::from_static("retry-after"), HeaderValue::from_static("1")));
-            Err(e)
-        }
+        Ok(Consumption::Rejected { exhausted, used }) => Err(rejection(plan, &used, exhausted, now)),
+        Err(e) => Err(unavailable(e)),
     }
 }
 
@@ -81,15 +97,8 @@ fn push(headers: &mut Headers, name: &'static str, value: String) {
     }
 }
 
-fn rejection(
-    state: &AppState,
-    decision: &Decision,
-    plan: &QuotaPlan,
-    used: &[u64],
-    exhausted: usize,
-    now: UnixTime,
-    info: &RequestInfo,
-) -> OAuthError {
+/// The 429. Its `feccft` event is written by the token handler, like every other failure's.
+fn rejection(plan: &QuotaPlan, used: &[u64], exhausted: usize, now: UnixTime) -> OAuthError {
     let mut headers = quota_headers(plan, used, now);
     let Some(bucket) = plan.buckets.get(exhausted) else {
         return OAuthError { error: TokenError::QuotaExceeded(EntityKind::Client), headers };
@@ -108,22 +117,6 @@ fn rejection(
     push(&mut headers, "x-ratelimit-reset", reset_at.to_string());
     push(&mut headers, "retry-after", reset_in.to_string());
     let error = TokenError::QuotaExceeded(bucket.key.entity);
-    state.events.emit(
-        now,
-        info,
-        json!({
-            "type": "feccft",
-            "description": error.description(),
-            "client_id": decision.client.client_id,
-            "client_name": decision.client.name,
-            "audience": decision.resource_server.identifier,
-            "scope": decision.scopes.join(" "),
-            "organization_id": decision.organization.as_ref().map(|o| o.id.clone()),
-            "organization_name": decision.organization.as_ref().map(|o| o.name.clone()),
-            "details": {"error": "too_many_requests", "error_description": error.description(),
-                        "bucket": bucket.key.window.name(), "entity_type": bucket.key.entity.name()},
-        }),
-    );
     OAuthError { error, headers }
 }
 

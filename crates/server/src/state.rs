@@ -34,6 +34,7 @@ pub struct Inner {
     /// Quota counters (embedded journal, or Redis in distributed mode).
     pub counters: Arc<dyn Counters>,
     pub events: EventLog,
+    pub deliveries: ration_logstream::Deliveries,
     /// Serializes Management API writes, so that the store and the catalog change in the same
     /// order. A tokio mutex because the store write is awaited while it is held.
     pub writes: tokio::sync::Mutex<()>,

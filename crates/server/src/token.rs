@@ -3,9 +3,8 @@
 //! Architecture invariant: nothing here reads the configuration store or the clock more than once.
 //! The catalog and key ring are in memory; `now` is read at the start and passed down.
 
-use std::sync::Arc;
-
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -14,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ration_domain::{Catalog, Client, Decision, TokenError, UnixTime};
-use ration_proto::oauth::{ClientAuth, TokenResponse, parse_token_request};
+use ration_proto::oauth::{ClientAuth, TokenResponse, parse_token_request, token_error_status};
 use serde::Serialize;
+use serde_json::json;
 
 use crate::error::OAuthError;
 use crate::events::RequestInfo;
@@ -33,22 +33,36 @@ struct Claims<'a> {
     aud: &'a str,
     iat: i64,
     exp: i64,
-    scope: String,
+    scope: &'a str,
     gty: &'static str,
     azp: &'a str,
-    jti: String,
+    jti: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     org_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     org_name: Option<&'a str>,
 }
 
+/// What is known about a request when it fails, for its `feccft` event.
+#[derive(Default)]
+struct Attempt {
+    client_id: Option<String>,
+    audience: Option<String>,
+    scope: Option<String>,
+    organization: Option<String>,
+}
+
 pub async fn post_token(State(state): State<AppState>, request: Request) -> Response {
     let now = state.now();
     let (parts, body) = request.into_parts();
-    match issue(&state, &parts.headers, &parts.extensions, body, now).await {
+    let info = request_info(&parts.headers, &parts.extensions);
+    let mut attempt = Attempt::default();
+    match issue(&state, &parts.headers, body, now, &info, &mut attempt).await {
         Ok(response) => response,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            record_failure(&state, now, &info, &attempt, &e.error);
+            e.into_response()
+        }
     }
 }
 
@@ -66,27 +80,50 @@ pub fn request_info(headers: &HeaderMap, extensions: &axum::http::Extensions) ->
 async fn issue(
     state: &AppState,
     headers: &HeaderMap,
-    extensions: &axum::http::Extensions,
     body: Body,
     now: UnixTime,
+    info: &RequestInfo,
+    attempt: &mut Attempt,
 ) -> Result<Response, OAuthError> {
     let body = read_body(body).await?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let parsed = parse_token_request(content_type, authorization, &body)?;
+    let parsed = parse_token_request(content_type, authorization, &body).inspect_err(|_| {
+        let facts = ration_proto::oauth::peek_request(content_type, authorization, &body);
+        attempt.client_id = facts.client_id;
+        attempt.audience = facts.audience;
+        attempt.scope = facts.scope;
+        attempt.organization = facts.organization;
+    })?;
+    attempt.client_id = parsed.auth.client_id().map(str::to_owned);
+    attempt.audience = parsed.request.audience.clone();
+    attempt.scope = parsed.request.scope.as_ref().map(|s| s.join(" "));
+    attempt.organization = parsed.request.organization.clone();
 
     let catalog = state.catalog.load();
     let client = authenticate(state, &catalog, &parsed.auth)?;
     let decision = ration_domain::token::decide(&catalog, client, &parsed.request)?;
     let plan = decision.quota_plan(&catalog, now);
-    let quota_headers = if plan.is_empty() {
-        Vec::new()
-    } else {
-        crate::quota::consume(state, &decision, &plan, now, &request_info(headers, extensions)).await?
-    };
-    let (access_token, expires_in, scope) = mint(state, &decision, now)?;
+    crate::quota::precheck(state, &plan, now).await?;
+    // Sign before consuming: between a durable count and the response only the event write
+    // remains, so a crash in that window leaves as few counted-but-undelivered tokens as possible.
+    // (A token signed and then refused by a concurrent request is simply dropped.)
+    let minted = mint(state, &decision, now)?;
+    let quota_headers = crate::quota::consume(state, &decision, &plan, now, info).await?;
 
-    let body = TokenResponse { access_token, token_type: "Bearer", expires_in, scope };
+    // The token exists only once its event is durable: an operator counting seccft events never
+    // sees fewer than the tokens that went out.
+    let recorded = state.events.emit_durable(now, info, success_event(&decision, &minted.jti)).await;
+    if !recorded {
+        return Err(TokenError::ServerError.into());
+    }
+
+    let body = TokenResponse {
+        access_token: minted.token,
+        token_type: "Bearer",
+        expires_in: minted.expires_in,
+        scope: minted.scope,
+    };
     let mut response = axum::Json(body).into_response();
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -95,6 +132,49 @@ async fn issue(
         h.insert(name, value);
     }
     Ok(response)
+}
+
+fn success_event(decision: &Decision, jti: &str) -> serde_json::Value {
+    let mut event = json!({
+        "type": "seccft",
+        "description": "Client Credentials for Access Token",
+        "client_id": decision.client.client_id,
+        "client_name": decision.client.name,
+        "audience": decision.resource_server.identifier,
+        "scope": decision.scopes.join(" "),
+        "details": {"access_token_jti": jti},
+    });
+    if let Some(org) = &decision.organization {
+        event["organization_id"] = json!(org.id);
+        event["organization_name"] = json!(org.name);
+    }
+    event
+}
+
+/// `feccft`: written for every refused exchange, without waiting (a flood of bad requests must not
+/// slow the endpoint down on the disk).
+fn record_failure(state: &AppState, now: UnixTime, info: &RequestInfo, attempt: &Attempt, error: &TokenError) {
+    let (status, code) = token_error_status(error);
+    let client_name =
+        attempt.client_id.as_deref().and_then(|id| state.catalog.load().client(id).map(|c| c.name.clone()));
+    let description = error.description();
+    let mut event = json!({
+        "type": "feccft",
+        "description": description,
+        "details": {"error": code, "error_description": description, "status": status},
+    });
+    for (key, value) in [
+        ("client_id", &attempt.client_id),
+        ("client_name", &client_name),
+        ("audience", &attempt.audience),
+        ("scope", &attempt.scope),
+        ("organization_id", &attempt.organization),
+    ] {
+        if let Some(v) = value {
+            event[key] = json!(v);
+        }
+    }
+    state.events.emit(now, info, event);
 }
 
 async fn read_body(body: Body) -> Result<Bytes, OAuthError> {
@@ -119,7 +199,14 @@ fn authenticate<'c>(state: &AppState, catalog: &'c Catalog, auth: &ClientAuth) -
     Ok(client)
 }
 
-fn mint(state: &AppState, decision: &Decision, now: UnixTime) -> Result<(String, u32, String), OAuthError> {
+struct Minted {
+    token: String,
+    expires_in: u32,
+    scope: String,
+    jti: String,
+}
+
+fn mint(state: &AppState, decision: &Decision, now: UnixTime) -> Result<Minted, OAuthError> {
     let rs = &decision.resource_server;
     let iat = now.secs();
     let scope = decision.scopes.join(" ");
@@ -130,10 +217,10 @@ fn mint(state: &AppState, decision: &Decision, now: UnixTime) -> Result<(String,
         aud: &rs.identifier,
         iat,
         exp: iat + i64::from(rs.token_lifetime),
-        scope: scope.clone(),
+        scope: &scope,
         gty: "client-credentials",
         azp: &decision.client.client_id,
-        jti,
+        jti: &jti,
         org_id: decision.organization.as_ref().map(|o| o.id.as_str()),
         org_name: decision.organization.as_ref().map(|o| o.name.as_str()),
     };
@@ -143,7 +230,7 @@ fn mint(state: &AppState, decision: &Decision, now: UnixTime) -> Result<(String,
         .load()
         .sign(rs.signing_alg, rs.signing_secret.as_deref(), &json)
         .map_err(|e| internal(&e.to_string()))?;
-    Ok((token, rs.token_lifetime, scope))
+    Ok(Minted { token, expires_in: rs.token_lifetime, scope, jti })
 }
 
 /// A failure that is ours, not the client's. OAuth has `server_error` for it.

@@ -14,7 +14,9 @@ mod records;
 mod sqlite;
 
 use async_trait::async_trait;
-use ration_domain::{Catalog, Client, ClientGrant, Organization, ResourceServer, SigningAlg, TenantSettings, UnixTime};
+use ration_domain::{
+    Catalog, Client, ClientGrant, LogStream, Organization, ResourceServer, SigningAlg, TenantSettings, UnixTime,
+};
 
 pub use sqlite::SqliteStore;
 
@@ -71,6 +73,8 @@ pub struct StoredEvent {
 pub struct EventQuery {
     /// Any of these types (empty: all types).
     pub types: Vec<String>,
+    /// Any of these log-stream categories (empty: all).
+    pub categories: Vec<String>,
     pub client_id: Option<String>,
     /// Inclusive lower bound.
     pub date_from: Option<UnixTime>,
@@ -81,6 +85,15 @@ pub struct EventQuery {
     /// Without a checkpoint: newest first when true.
     pub newest_first: bool,
     pub page: Page,
+}
+
+/// Where a log stream's delivery stands.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StreamPosition {
+    /// Events after this `log_id` are still to deliver (`""`: from the beginning).
+    pub cursor: String,
+    /// The last `log_id` the sink accepted; `None` until the first delivery.
+    pub last_delivered: Option<String>,
 }
 
 /// A token-signing key as persisted. The private key is sealed (encrypted) by the server before it
@@ -158,6 +171,21 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn get_event(&self, log_id: &str) -> Result<Option<StoredEvent>>;
     /// Deletes events dated before `before`; returns how many.
     async fn prune_events(&self, before: UnixTime) -> Result<u64>;
+    /// The greatest `log_id` stored, if any.
+    async fn last_log_id(&self) -> Result<Option<String>>;
+
+    /// Stores a new stream that will deliver events after `cursor` (a `log_id`, or `""` for all).
+    async fn insert_log_stream(&self, stream: &LogStream, cursor: &str) -> Result<()>;
+    /// Replaces the stream's configuration; its cursor is kept.
+    async fn update_log_stream(&self, stream: &LogStream) -> Result<()>;
+    async fn delete_log_stream(&self, id: &str) -> Result<()>;
+    /// The stream and its delivery position.
+    async fn get_log_stream(&self, id: &str) -> Result<Option<(LogStream, StreamPosition)>>;
+    /// Every stream with its delivery position, in creation order.
+    async fn list_log_streams(&self) -> Result<Vec<(LogStream, StreamPosition)>>;
+    /// Records that every matching event up to `log_id` was delivered (moves the cursor and sets
+    /// `last_delivered`).
+    async fn set_log_stream_cursor(&self, id: &str, log_id: &str) -> Result<()>;
 
     /// Small named values (bootstrap markers).
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;

@@ -381,3 +381,87 @@ mod tests {
         assert_eq!(org.created_at, UnixTime::from_millis(5));
     }
 }
+
+#[derive(Serialize, Deserialize)]
+struct HttpSinkRecord {
+    endpoint: String,
+    #[serde(default)]
+    authorization: Option<String>,
+    content_type: String,
+    format: String,
+    #[serde(default)]
+    custom_headers: Vec<(String, String)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LogStreamDoc {
+    name: String,
+    #[serde(default)]
+    http: Option<HttpSinkRecord>,
+    #[serde(default)]
+    file_path: Option<String>,
+    status: String,
+    #[serde(default)]
+    filters: Vec<String>,
+    #[serde(default)]
+    is_priority: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// The `doc` of a log stream (the cursor lives in its own column: it changes on every delivery).
+pub(crate) fn log_stream_doc(s: &ration_domain::LogStream) -> Result<String> {
+    let (http, file_path) = match &s.sink {
+        ration_domain::Sink::Http(h) => (
+            Some(HttpSinkRecord {
+                endpoint: h.endpoint.clone(),
+                authorization: h.authorization.clone(),
+                content_type: h.content_type.clone(),
+                format: h.format.as_str().to_owned(),
+                custom_headers: h.custom_headers.clone(),
+            }),
+            None,
+        ),
+        ration_domain::Sink::File { path } => (None, Some(path.clone())),
+    };
+    encode(
+        "log stream",
+        &LogStreamDoc {
+            name: s.name.clone(),
+            http,
+            file_path,
+            status: s.status.as_str().to_owned(),
+            filters: s.filters.clone(),
+            is_priority: s.is_priority,
+            created_at: s.created_at.millis,
+            updated_at: s.updated_at.millis,
+        },
+    )
+}
+
+pub(crate) fn log_stream_from_row(id: String, doc: &str) -> Result<ration_domain::LogStream> {
+    let d: LogStreamDoc = decode("log stream", &id, doc)?;
+    let sink = match (d.http, d.file_path) {
+        (Some(h), _) => ration_domain::Sink::Http(ration_domain::HttpSink {
+            endpoint: h.endpoint,
+            authorization: h.authorization,
+            content_type: h.content_type,
+            format: ration_domain::ContentFormat::parse(&h.format)
+                .ok_or_else(|| corrupt("log stream", &id, "format"))?,
+            custom_headers: h.custom_headers,
+        }),
+        (None, Some(path)) => ration_domain::Sink::File { path },
+        (None, None) => return Err(corrupt("log stream", &id, "sink")),
+    };
+    let status = ration_domain::StreamStatus::parse(&d.status).ok_or_else(|| corrupt("log stream", &id, "status"))?;
+    Ok(ration_domain::LogStream {
+        id,
+        name: d.name,
+        sink,
+        status,
+        filters: d.filters,
+        is_priority: d.is_priority,
+        created_at: UnixTime::from_millis(d.created_at),
+        updated_at: UnixTime::from_millis(d.updated_at),
+    })
+}

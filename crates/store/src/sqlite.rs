@@ -1,8 +1,10 @@
 //! The embedded SQLite backend of [`ConfigStore`].
 //!
-//! Durability: the database runs in WAL mode with `synchronous=FULL`, so a commit is fsynced before
-//! its future resolves; configuration writes are rare, so the cost of an fsync per write is
-//! irrelevant and an acknowledged write survives `kill -9` and power loss.
+//! Durability: the database runs in WAL mode. With [`Durability::Process`] (the default) it uses
+//! `synchronous=NORMAL`: a commit is in the WAL file (the operating system's hands) when its future
+//! resolves, so it survives `kill -9`; with [`Durability::Fsync`], `synchronous=FULL` also flushes
+//! every commit to the disk, so it survives power loss. Events are written in group commits, so
+//! even FULL costs one flush per batch, not per event.
 //!
 //! Atomicity: every multi-statement write (the cascading deletes) runs in one `BEGIN IMMEDIATE`
 //! transaction. `IMMEDIATE` takes the write lock up front, so two concurrent writers queue on the
@@ -15,14 +17,19 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ration_domain::{Catalog, Client, ClientGrant, Organization, ResourceServer, SigningAlg, TenantSettings, UnixTime};
+use ration_domain::{
+    Catalog, Client, ClientGrant, Durability, LogStream, Organization, ResourceServer, SigningAlg, TenantSettings,
+    UnixTime,
+};
 use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, SqlSafeStr};
 
 use crate::records::{self, GRANT_COLUMNS, GrantRow};
-use crate::{ConfigStore, EventQuery, GrantFilter, Listing, Page, Result, StoreError, StoredEvent, StoredKey};
+use crate::{
+    ConfigStore, EventQuery, GrantFilter, Listing, Page, Result, StoreError, StoredEvent, StoredKey, StreamPosition,
+};
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,14 +68,18 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `path` and brings its schema up to date.
     ///
-    /// Sets `journal_mode=WAL`, `synchronous=FULL`, `foreign_keys=ON` and a 5 s busy timeout on
-    /// every connection.
-    pub async fn open(path: &Path) -> Result<SqliteStore> {
+    /// Sets `journal_mode=WAL`, `synchronous` from `durability` (NORMAL or FULL), `foreign_keys=ON`
+    /// and a 5 s busy timeout on every connection.
+    pub async fn open(path: &Path, durability: Durability) -> Result<SqliteStore> {
+        let synchronous = match durability {
+            Durability::Process => SqliteSynchronous::Normal,
+            Durability::Fsync => SqliteSynchronous::Full,
+        };
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
@@ -652,20 +663,28 @@ impl ConfigStore for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
+        // Multi-row INSERTs: one statement per chunk instead of one per event keeps a group commit
+        // of hundreds of events to a handful of round trips to the SQLite thread.
+        const ROWS_PER_STATEMENT: usize = 100;
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        for e in events {
-            sqlx::query(
-                "INSERT INTO events (log_id, date, type, client_id, doc) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (log_id) DO NOTHING",
-            )
-            .bind(&e.log_id)
-            .bind(e.date.millis)
-            .bind(&e.event_type)
-            .bind(&e.client_id)
-            .bind(&e.json)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let placeholders = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO events (log_id, date, type, category, client_id, doc) VALUES {placeholders} \
+                 ON CONFLICT (log_id) DO NOTHING"
+            );
+            // Only placeholders are interpolated; every value is bound.
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for e in chunk {
+                q = q
+                    .bind(&e.log_id)
+                    .bind(e.date.millis)
+                    .bind(&e.event_type)
+                    .bind(ration_domain::logstream::category_of(&e.event_type))
+                    .bind(&e.client_id)
+                    .bind(&e.json);
+            }
+            q.execute(&mut *tx).await.map_err(backend)?;
         }
         tx.commit().await.map_err(backend)
     }
@@ -675,6 +694,11 @@ impl ConfigStore for SqliteStore {
         if !query.types.is_empty() {
             filter.push_str(" AND type IN (");
             filter.push_str(&vec!["?"; query.types.len()].join(", "));
+            filter.push(')');
+        }
+        if !query.categories.is_empty() {
+            filter.push_str(" AND category IN (");
+            filter.push_str(&vec!["?"; query.categories.len()].join(", "));
             filter.push(')');
         }
         if query.client_id.is_some() {
@@ -694,6 +718,9 @@ impl ConfigStore for SqliteStore {
                 let mut q = $q;
                 for t in &query.types {
                     q = q.bind(t);
+                }
+                for c in &query.categories {
+                    q = q.bind(c);
                 }
                 if let Some(c) = &query.client_id {
                     q = q.bind(c);
@@ -768,6 +795,73 @@ impl ConfigStore for SqliteStore {
             .await
             .map_err(backend)?;
         Ok(done.rows_affected())
+    }
+
+    async fn last_log_id(&self) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT MAX(log_id) FROM events").fetch_one(&self.pool).await.map_err(backend)
+    }
+
+    async fn insert_log_stream(&self, stream: &LogStream, cursor: &str) -> Result<()> {
+        sqlx::query("INSERT INTO log_streams (id, doc, cursor) VALUES (?, ?, ?)")
+            .bind(&stream.id)
+            .bind(records::log_stream_doc(stream)?)
+            .bind(cursor)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn update_log_stream(&self, stream: &LogStream) -> Result<()> {
+        let done = sqlx::query("UPDATE log_streams SET doc = ? WHERE id = ?")
+            .bind(records::log_stream_doc(stream)?)
+            .bind(&stream.id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn delete_log_stream(&self, id: &str) -> Result<()> {
+        let done =
+            sqlx::query("DELETE FROM log_streams WHERE id = ?").bind(id).execute(&self.pool).await.map_err(backend)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn get_log_stream(&self, id: &str) -> Result<Option<(LogStream, StreamPosition)>> {
+        let row: Option<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT doc, cursor, last_delivered FROM log_streams WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        row.map(|(doc, cursor, last_delivered)| {
+            Ok((records::log_stream_from_row(id.to_owned(), &doc)?, StreamPosition { cursor, last_delivered }))
+        })
+        .transpose()
+    }
+
+    async fn list_log_streams(&self) -> Result<Vec<(LogStream, StreamPosition)>> {
+        let rows: Vec<(String, String, String, Option<String>)> =
+            sqlx::query_as("SELECT id, doc, cursor, last_delivered FROM log_streams ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        rows.into_iter()
+            .map(|(id, doc, cursor, last_delivered)| {
+                Ok((records::log_stream_from_row(id, &doc)?, StreamPosition { cursor, last_delivered }))
+            })
+            .collect()
+    }
+
+    async fn set_log_stream_cursor(&self, id: &str, log_id: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE log_streams SET cursor = ?1, last_delivered = ?1 WHERE id = ?2")
+            .bind(log_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {

@@ -10,6 +10,7 @@ mod client_grants;
 mod clients;
 mod error;
 mod json;
+mod log_streams;
 mod organizations;
 mod paging;
 mod quota;
@@ -23,6 +24,7 @@ pub use clients::{
 };
 pub use error::{BodyError, MgmtErrorBody, reason_phrase};
 pub use json::{BoundedU32, MAX_DEPTH, double_option, non_null, parse_body};
+pub use log_streams::{FilterBody, HeaderBody, LogStreamCreate, LogStreamPatch, SinkBody, log_stream_view};
 pub use organizations::{OrganizationCreate, OrganizationGrantAdd, OrganizationPatch, organization_view};
 pub use paging::{ListParams, list_response, parse_list_params};
 pub use quota::{ClientCredentialsQuotaBody, DefaultTokenQuotaBody, QuotaInt, TokenQuotaBody, quota_view};

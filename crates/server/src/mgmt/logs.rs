@@ -46,6 +46,7 @@ pub async fn list(
         let take = number("take", 50, 100)?.max(1);
         let q = EventQuery {
             types: Vec::new(),
+            categories: Vec::new(),
             client_id: None,
             date_from: None,
             date_to: None,
@@ -68,6 +69,7 @@ pub async fn list(
     let page = number("page", 0, u32::MAX)?;
     let mut q = EventQuery {
         types: Vec::new(),
+        categories: Vec::new(),
         client_id: None,
         date_from: None,
         date_to: None,

@@ -2,9 +2,11 @@
 //! the same shape: authorize (scope) → parse and validate → one store write → catalog update →
 //! Auth0-shaped response.
 
+pub mod audit;
 pub mod auth;
 pub mod client_grants;
 pub mod clients;
+pub mod log_streams;
 pub mod logs;
 pub mod organizations;
 pub mod resource_servers;
@@ -22,7 +24,7 @@ use crate::state::AppState;
 /// Management API bodies are small JSON objects; this is generous.
 pub const MGMT_BODY_LIMIT: usize = 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/clients", get(clients::list).post(clients::create))
         .route("/clients/{id}", get(clients::get_one).patch(clients::patch).delete(clients::delete))
@@ -36,6 +38,8 @@ pub fn router() -> Router<AppState> {
         .route("/organizations/{id}/client-grants", get(organizations::list_grants).post(organizations::add_grant))
         .route("/organizations/{id}/client-grants/{grant_id}", delete(organizations::remove_grant))
         .route("/organizations/{id}/quota-usage", get(organizations::quota_usage))
+        .route("/log-streams", get(log_streams::list).post(log_streams::create))
+        .route("/log-streams/{id}", get(log_streams::get_one).patch(log_streams::patch).delete(log_streams::delete))
         .route("/logs", get(logs::list))
         .route("/logs/{id}", get(logs::get_one))
         .route("/resource-servers", get(resource_servers::list).post(resource_servers::create))
@@ -50,6 +54,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/tenants/settings", get(tenant::get_settings).patch(tenant::patch_settings))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state, audit::record_writes))
 }
 
 async fn not_found() -> ApiError {

@@ -76,10 +76,24 @@ CREATE TABLE events (
     log_id TEXT NOT NULL UNIQUE,
     date INTEGER NOT NULL,
     type TEXT NOT NULL,
+    -- Log-stream filter category of `type`, fixed when the event is written.
+    category TEXT NOT NULL,
     client_id TEXT,
     doc TEXT NOT NULL
 );
 
 CREATE INDEX events_type ON events (type, log_id);
+CREATE INDEX events_category ON events (category, log_id);
 CREATE INDEX events_client ON events (client_id, log_id);
 CREATE INDEX events_date ON events (date);
+
+-- Log streams. `cursor` is the last delivered `log_id` (events after it are the backlog); it has
+-- its own column because it changes on every delivery while the doc changes only with the API.
+CREATE TABLE log_streams (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL,
+    cursor TEXT NOT NULL,
+    -- NULL until the sink accepted something (the initial cursor is a start point, not a delivery).
+    last_delivered TEXT
+);

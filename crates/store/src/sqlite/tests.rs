@@ -27,7 +27,7 @@ impl TempDb {
     }
 
     async fn open(&self) -> SqliteStore {
-        SqliteStore::open(&self.path).await.expect("open store")
+        SqliteStore::open(&self.path, ration_domain::Durability::Fsync).await.expect("open store")
     }
 }
 
@@ -652,6 +652,7 @@ async fn events_append_idempotently_filter_page_and_prune() {
     store.append_events(&batch[..3]).await.unwrap(); // replay: skipped
     let base = EventQuery {
         types: vec![],
+        categories: vec![],
         client_id: None,
         date_from: None,
         date_to: None,
@@ -677,4 +678,66 @@ async fn events_append_idempotently_filter_page_and_prune() {
     assert_eq!(store.get_event(&format!("{:020}", 9)).await.unwrap().map(|e| e.event_type), Some("feccft".into()));
     assert_eq!(store.prune_events(UnixTime::from_secs(4)).await.unwrap(), 3);
     assert_eq!(store.list_events(&base).await.unwrap().total, 7);
+}
+
+#[tokio::test]
+async fn log_streams_round_trip_keep_cursor_and_categories_filter() {
+    use ration_domain::{ContentFormat, HttpSink, LogStream, Sink, StreamStatus};
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let stream = LogStream {
+        id: "lst_1".into(),
+        name: "audit".into(),
+        sink: Sink::Http(HttpSink {
+            endpoint: "http://127.0.0.1:9/x".into(),
+            authorization: Some("Bearer s".into()),
+            content_type: "application/json".into(),
+            format: ContentFormat::JsonLines,
+            custom_headers: vec![("X-A".into(), "b".into())],
+        }),
+        status: StreamStatus::Active,
+        filters: vec!["auth.token_exchange.success".into()],
+        is_priority: false,
+        created_at: UnixTime::from_millis(1),
+        updated_at: UnixTime::from_millis(2),
+    };
+    store.insert_log_stream(&stream, "0005").await.unwrap();
+    let pos = |c: &str, d: Option<&str>| StreamPosition { cursor: c.into(), last_delivered: d.map(Into::into) };
+    assert_eq!(store.get_log_stream("lst_1").await.unwrap(), Some((stream.clone(), pos("0005", None))));
+    store.set_log_stream_cursor("lst_1", "0009").await.unwrap();
+    let mut paused = stream.clone();
+    paused.status = StreamStatus::Paused;
+    paused.sink = Sink::File { path: "/tmp/x.jsonl".into() };
+    store.update_log_stream(&paused).await.unwrap();
+    assert_eq!(
+        store.list_log_streams().await.unwrap(),
+        vec![(paused, pos("0009", Some("0009")))],
+        "update keeps the cursor"
+    );
+    assert!(matches!(store.set_log_stream_cursor("nope", "1").await, Err(StoreError::NotFound)));
+    store.delete_log_stream("lst_1").await.unwrap();
+    assert!(matches!(store.delete_log_stream("lst_1").await, Err(StoreError::NotFound)));
+
+    let ev = |n: i64, t: &str| StoredEvent {
+        log_id: format!("{n:04}"),
+        date: UnixTime::from_millis(n),
+        event_type: t.into(),
+        client_id: None,
+        json: "{}".into(),
+    };
+    let events: Vec<_> = (1..=250).map(|n| ev(n, if n % 5 == 0 { "sapi" } else { "seccft" })).collect();
+    store.append_events(&events).await.unwrap();
+    assert_eq!(store.last_log_id().await.unwrap(), Some("0250".into()));
+    let q = EventQuery {
+        types: vec![],
+        categories: vec!["management.success".into()],
+        client_id: None,
+        date_from: None,
+        date_to: None,
+        after_log_id: Some("0100".into()),
+        newest_first: false,
+        page: Page { page: 0, per_page: 100 },
+    };
+    let l = store.list_events(&q).await.unwrap();
+    assert_eq!(l.total, 30);
+    assert_eq!(l.items.first().map(|e| e.log_id.clone()), Some("0105".into()));
 }
