@@ -7,8 +7,13 @@
 
 mod bad_input;
 mod config;
+mod events;
 mod harness;
+mod log_streams;
 mod mgmt;
+mod quota;
+mod quota_crash;
+mod receiver;
 mod restart;
 mod third_party;
 mod token;
