@@ -1,0 +1,459 @@
+//! `ration-bench`: how fast is Ration's token endpoint, and how close to the cost of a signature?
+//!
+//! Starts the release `ration` binary on fresh temporary data dirs, configures it through the
+//! Management API, drives `POST /oauth/token` over keep-alive connections for each scenario,
+//! measures the raw single-core signing rate of each algorithm in the same run, and prints a table
+//! (issue 7). `--smoke` is the few-seconds variant CI runs so the tool cannot rot: it fails on any
+//! setup error or non-200 response and asserts no timing.
+//!
+//! Server reuse: every small-population scenario (`--clients`, 10) runs against one server, set up
+//! once with every algorithm's API and both client sets (their quotas and counters do not interact).
+//! The large population (`--many-clients`, 10 000) gets a server of its own; after setup it is
+//! restarted on the same data dir so that startup time and idle RSS are those of a server that
+//! loads 10 000 clients from its store, and its load scenarios then run on the restarted server.
+
+mod hist;
+mod load;
+mod report;
+mod scenario;
+mod server;
+mod setup;
+mod sign;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use clap::Parser;
+
+use crate::report::{Table, num};
+use crate::scenario::{Alg, LoadScenario, Plan, Population};
+use crate::server::Server;
+use crate::setup::{BenchClient, Mgmt, ORG_NAME};
+
+#[derive(Parser, Debug)]
+#[command(name = "ration-bench", about = "Benchmark of Ration's token endpoint (see docs/benchmarks.md)")]
+struct Args {
+    /// The server binary. Default: `ration` next to this binary (target/release/ration under
+    /// `cargo run --release`).
+    #[arg(long)]
+    ration_bin: Option<PathBuf>,
+    /// Comma-separated scenarios: `<alg>[-quota][-10k]` (alg: es256, eddsa, rs256, hs256) and
+    /// `startup-10k`.
+    #[arg(long, default_value = scenario::DEFAULT)]
+    scenarios: String,
+    /// A few seconds in total: 1 s per scenario, es256 and es256-quota unless --scenarios is
+    /// given, 10 clients. Fails on any error; asserts no timing.
+    #[arg(long)]
+    smoke: bool,
+    /// Keep-alive connections, one load task each.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Measured seconds per scenario.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before measuring (connections, caches, allocator, CPU frequency settle).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Clients of the small population.
+    #[arg(long, default_value_t = 10)]
+    clients: usize,
+    /// Clients of the large population (`-10k` scenarios and `startup-10k`).
+    #[arg(long, default_value_t = 10_000)]
+    many_clients: usize,
+    /// Management API requests in flight during setup.
+    #[arg(long, default_value_t = 8)]
+    setup_concurrency: usize,
+    /// Seconds of signing per algorithm for the raw single-core rate.
+    #[arg(long, default_value_t = 1.0)]
+    sign_secs: f64,
+    /// Also write the results as Markdown to this file (`-`: stdout).
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(failures) => {
+            eprintln!("error: {failures} token requests failed (see the table); every request must succeed");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One row of the results.
+struct Row {
+    scenario: LoadScenario,
+    clients: usize,
+    outcome: load::Outcome,
+    /// The measured window (tokens/s).
+    window: Duration,
+    /// Wall time between the CPU samples at the window's edges (CPU %); a hair off `window`.
+    cpu_window: Duration,
+    server_cpu: Duration,
+    bench_cpu: Duration,
+    rss: u64,
+}
+
+/// One server's life: how long setup and startup took, how much memory it held idle.
+struct ServerFacts {
+    population: &'static str,
+    clients: usize,
+    setup: Duration,
+    startup_fresh: Duration,
+    rss_idle_setup: u64,
+    restart: Option<(Duration, u64)>,
+}
+
+/// Returns the number of failed token requests; errors are setup or infrastructure failures.
+async fn run(mut args: Args) -> Result<u64> {
+    if args.smoke {
+        if args.scenarios == scenario::DEFAULT {
+            args.scenarios = scenario::SMOKE.into();
+        }
+        args.duration = args.duration.min(1.0);
+        args.warmup = args.warmup.min(0.2);
+        args.sign_secs = args.sign_secs.min(0.05);
+    }
+    let plan = scenario::parse(&args.scenarios)?;
+    if args.concurrency == 0 || args.clients == 0 || args.many_clients == 0 {
+        bail!("--concurrency, --clients and --many-clients must be at least 1");
+    }
+    let bin = match &args.ration_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?.with_file_name("ration"),
+    };
+    if !bin.exists() {
+        bail!("no server binary at {}: run `cargo build --release -p ration` or pass --ration-bin", bin.display());
+    }
+    if bin.components().any(|c| c.as_os_str() == "debug") && !args.smoke {
+        eprintln!("warning: {} looks like a debug build; its numbers mean nothing", bin.display());
+    }
+    let store = if std::env::var("RATION_REDIS_URL").is_ok_and(|v| !v.is_empty()) { "redis" } else { "embedded" };
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("server:  {}", bin.display());
+    println!("store:   {store}   cores: {}   load average before: {}", cores(), loadavg.trim());
+
+    // The floor, measured first, while nothing else of ours runs.
+    let mut algs: Vec<Alg> = plan.load.iter().map(|s| s.alg).collect();
+    algs.sort();
+    algs.dedup();
+    let mut raw = BTreeMap::new();
+    for &alg in &algs {
+        let budget = Duration::from_secs_f64(args.sign_secs);
+        let rate = tokio::task::spawn_blocking(move || sign::rate(alg, budget)).await??;
+        println!("raw {:<5} signs/s (one core, aws-lc-rs): {:.0}", alg.jose(), rate);
+        raw.insert(alg, rate);
+    }
+
+    let temp = tempfile::Builder::new().prefix("ration-bench-").tempdir().context("cannot create a temporary dir")?;
+    let mut rows = Vec::new();
+    let mut servers = Vec::new();
+    for population in [Population::Small, Population::Large] {
+        if plan.needs(population) {
+            let (facts, mut more) = run_population(&args, &plan, population, &bin, temp.path()).await?;
+            servers.push(facts);
+            rows.append(&mut more);
+        }
+    }
+
+    let results = results_table(&rows, store, args.concurrency, &raw);
+    let lifecycle = servers_table(&servers);
+    if !results.rows.is_empty() {
+        println!("\n{}", results.text());
+    }
+    println!("{}", lifecycle.text());
+    let failures: u64 = rows.iter().map(|r| r.outcome.failures()).sum();
+    for row in rows.iter().filter(|r| r.outcome.failures() > 0) {
+        eprintln!(
+            "{}: {} failed requests (non-200 by status: {:?}, connection errors: {}); first: {}",
+            row.scenario.name(),
+            row.outcome.failures(),
+            row.outcome.non_200,
+            row.outcome.errors,
+            row.outcome.first_failure.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(path) = &args.markdown {
+        let md = markdown(&args, &raw, &results, &lifecycle);
+        if path.as_os_str() == "-" {
+            println!("{md}");
+        } else {
+            std::fs::write(path, md).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    Ok(failures)
+}
+
+/// Starts, sets up and measures one population's server; runs its load scenarios.
+async fn run_population(
+    args: &Args,
+    plan: &Plan,
+    population: Population,
+    bin: &Path,
+    temp: &Path,
+) -> Result<(ServerFacts, Vec<Row>)> {
+    let (label, n) = match population {
+        Population::Small => ("small", args.clients),
+        Population::Large => ("large", args.many_clients),
+    };
+    let data_dir = temp.join(label);
+    let algs = plan.algs(population);
+    println!(
+        "\n== {label} population: {n} clients per set, APIs {:?}",
+        algs.iter().map(|a| a.jose()).collect::<Vec<_>>()
+    );
+    let mut srv = Server::start(bin, &data_dir, 0).await?;
+    let startup_fresh = srv.startup;
+    let mgmt = Mgmt::login(&srv.base_url()).await?;
+    let sets = plan.client_sets(population);
+    let setup = setup::populate(&mgmt, &algs, n, sets, args.setup_concurrency)
+        .await
+        .with_context(|| format!("setting up the {label} population; server log:\n{}", srv.log_tail()))?;
+    println!("setup: {} clients in {:.1} s", setup.plain.len() + setup.quota.len(), setup.elapsed.as_secs_f64());
+    settle().await;
+    let rss_idle_setup = srv.rss()?;
+
+    let mut restart = None;
+    if population == Population::Large {
+        // Same port: the Management API's audience (and the issuer) contain it.
+        let port = srv.port;
+        srv.stop().await?;
+        srv = Server::start(bin, &data_dir, port).await.context("restarting on the same data dir")?;
+        settle().await;
+        restart = Some((srv.startup, srv.rss()?));
+        println!("restart with {n} clients per set: listening after {:.0} ms", srv.startup.as_secs_f64() * 1e3);
+    }
+
+    let mut rows = Vec::new();
+    for &scenario in plan.load.iter().filter(|s| s.population == population) {
+        let clients = if scenario.quota { &setup.quota } else { &setup.plain };
+        rows.push(
+            run_scenario(args, &srv, scenario, clients)
+                .await
+                .with_context(|| format!("scenario {}; server log:\n{}", scenario.name(), srv.log_tail()))?,
+        );
+    }
+    srv.stop().await?;
+    let facts =
+        ServerFacts { population: label, clients: n, setup: setup.elapsed, startup_fresh, rss_idle_setup, restart };
+    Ok((facts, rows))
+}
+
+/// Lets background work of setup (journal, event log, allocator) settle before reading RSS.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+async fn run_scenario(args: &Args, srv: &Server, scenario: LoadScenario, clients: &[BenchClient]) -> Result<Row> {
+    let audience = scenario.alg.audience();
+    let org = scenario.quota.then_some(ORG_NAME);
+    preflight(srv, scenario, &clients[0], org).await?;
+    let bodies =
+        clients.iter().map(|c| load::token_form(&c.client_id, &c.client_secret, &audience, org)).collect::<Vec<_>>();
+    let addr: SocketAddr = format!("127.0.0.1:{}", srv.port).parse()?;
+    let work = load::Workload {
+        addr,
+        bodies,
+        connections: args.concurrency,
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+    };
+    // (server cpu, own cpu, wall clock) at the window's edges.
+    let sample = || -> (Option<Duration>, Option<Duration>, std::time::Instant) {
+        (srv.cpu().ok(), server::cpu_of("/proc/self/stat").ok(), std::time::Instant::now())
+    };
+    let (mut first, mut last) = (None, None);
+    let outcome = load::run(work, || first = Some(sample()), || last = Some(sample())).await?;
+    let ((s0, b0, t0), (s1, b1, t1)) = first.zip(last).ok_or_else(|| anyhow!("the measured window never ran"))?;
+    let window = Duration::from_secs_f64(args.duration);
+    let delta =
+        |a: Option<Duration>, b: Option<Duration>| b.zip(a).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
+    let row = Row {
+        scenario,
+        clients: clients.len(),
+        server_cpu: delta(s0, s1),
+        bench_cpu: delta(b0, b1),
+        rss: srv.rss()?,
+        window,
+        cpu_window: t1 - t0,
+        outcome,
+    };
+    println!(
+        "{:<18} {:>9.0} tokens/s  p99 {:>6.2} ms  server CPU {:>4.0}%  failures {}",
+        scenario.name(),
+        row.outcome.ok as f64 / window.as_secs_f64(),
+        ms(row.outcome.latency.quantile(0.99)),
+        pct(row.server_cpu, row.cpu_window),
+        row.outcome.failures()
+    );
+    Ok(row)
+}
+
+/// One token before the load: the setup really gives the scenario what it claims (the right
+/// algorithm, quota headers exactly when quotas are on), so a mistake cannot pass as a fast run.
+async fn preflight(srv: &Server, scenario: LoadScenario, client: &BenchClient, org: Option<&str>) -> Result<()> {
+    let body = load::token_form(&client.client_id, &client.client_secret, &scenario.alg.audience(), org);
+    let response = reqwest::Client::new()
+        .post(format!("{}/oauth/token", srv.base_url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .context("preflight token request")?;
+    let status = response.status();
+    let has = |name: &str| response.headers().contains_key(name);
+    let quota_headers = (has("auth0-client-quota-limit"), has("auth0-organization-quota-limit"));
+    let text = response.text().await?;
+    if status != 200 {
+        bail!("preflight token request: HTTP {status}: {text}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&text).context("preflight: token response is not JSON")?;
+    let token = json["access_token"].as_str().ok_or_else(|| anyhow!("preflight: no access_token in {text}"))?;
+    let header = token.split('.').next().and_then(|h| B64.decode(h).ok()).unwrap_or_default();
+    let header: serde_json::Value = serde_json::from_slice(&header).context("preflight: unreadable JOSE header")?;
+    if header["alg"] != scenario.alg.jose() {
+        bail!("preflight: token signed with {} instead of {}", header["alg"], scenario.alg.jose());
+    }
+    if quota_headers != (scenario.quota, scenario.quota) {
+        bail!(
+            "preflight: quota headers (client, organization) present = {quota_headers:?}, expected both {}",
+            scenario.quota
+        );
+    }
+    Ok(())
+}
+
+fn ms(ns: Option<u64>) -> f64 {
+    ns.map_or(f64::NAN, |v| v as f64 / 1e6)
+}
+
+/// CPU time as a percentage of one core over `wall`.
+fn pct(cpu: Duration, wall: Duration) -> f64 {
+    100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+}
+
+fn mib(bytes: u64) -> String {
+    num(bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn results_table(rows: &[Row], store: &str, concurrency: usize, raw: &BTreeMap<Alg, f64>) -> Table {
+    let header = vec![
+        "scenario",
+        "alg",
+        "quotas",
+        "store",
+        "clients",
+        "conns",
+        "tokens/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "server CPU %",
+        "server RSS MiB",
+        "bench CPU %",
+        "raw signs/s (1 core)",
+        "tokens/s ÷ raw",
+        "failed",
+    ];
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let rate = r.outcome.ok as f64 / r.window.as_secs_f64();
+            let raw = raw.get(&r.scenario.alg).copied().unwrap_or(f64::NAN);
+            let q = |q| num(ms(r.outcome.latency.quantile(q)));
+            vec![
+                r.scenario.name(),
+                r.scenario.alg.jose().into(),
+                if r.scenario.quota { "client+org".into() } else { "off".into() },
+                store.into(),
+                r.clients.to_string(),
+                concurrency.to_string(),
+                format!("{rate:.0}"),
+                q(0.5),
+                q(0.99),
+                q(0.999),
+                format!("{:.0}", pct(r.server_cpu, r.cpu_window)),
+                mib(r.rss),
+                format!("{:.0}", pct(r.bench_cpu, r.cpu_window)),
+                format!("{raw:.0}"),
+                format!("{:.2}", rate / raw),
+                r.outcome.failures().to_string(),
+            ]
+        })
+        .collect();
+    Table { header, left: 4, rows }
+}
+
+fn servers_table(servers: &[ServerFacts]) -> Table {
+    let header = vec![
+        "server",
+        "clients per set",
+        "setup s",
+        "first start ms",
+        "idle RSS after setup MiB",
+        "restart ms",
+        "idle RSS after restart MiB",
+    ];
+    let rows = servers
+        .iter()
+        .map(|s| {
+            let (restart, rss) = match s.restart {
+                Some((t, rss)) => (format!("{:.0}", t.as_secs_f64() * 1e3), mib(rss)),
+                None => ("-".into(), "-".into()),
+            };
+            vec![
+                s.population.into(),
+                s.clients.to_string(),
+                format!("{:.1}", s.setup.as_secs_f64()),
+                format!("{:.0}", s.startup_fresh.as_secs_f64() * 1e3),
+                mib(s.rss_idle_setup),
+                restart,
+                rss,
+            ]
+        })
+        .collect();
+    Table { header, left: 1, rows }
+}
+
+fn markdown(args: &Args, raw: &BTreeMap<Alg, f64>, results: &Table, lifecycle: &Table) -> String {
+    let command: Vec<String> = std::env::args().collect();
+    let mut out = format!("Command: `{}`\n\n", command.join(" "));
+    out.push_str(&format!(
+        "{} connections, {} s warm-up, {} s measured per scenario.\n\n",
+        args.concurrency, args.warmup, args.duration
+    ));
+    if !results.rows.is_empty() {
+        out.push_str(&results.markdown());
+        out.push('\n');
+    }
+    out.push_str(&lifecycle.markdown());
+    out.push_str("\nRaw single-core signing rate (aws-lc-rs, in-process):");
+    for (alg, rate) in raw {
+        out.push_str(&format!(" {} {rate:.0}/s;", alg.jose()));
+    }
+    out.push('\n');
+    out
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

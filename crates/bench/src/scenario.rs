@@ -1,0 +1,176 @@
+//! Scenario names and what they mean.
+//!
+//! A load scenario is `<alg>[-quota][-10k]`: the signing algorithm of the API the tokens are for,
+//! whether the client and its organization both have a quota (every bucket checked and counted),
+//! and whether the server holds the large client population (`--many-clients`, default 10 000)
+//! instead of the small one (`--clients`, default 10). `startup-10k` is not a load scenario: it
+//! restarts the large server on its data dir and reports startup time and idle RSS.
+
+use anyhow::{Result, bail};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Alg {
+    ES256,
+    EdDSA,
+    RS256,
+    HS256,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 4] = [Alg::ES256, Alg::EdDSA, Alg::RS256, Alg::HS256];
+
+    /// The JOSE name, as the Management API's `signing_alg` takes it.
+    pub fn jose(self) -> &'static str {
+        match self {
+            Alg::ES256 => "ES256",
+            Alg::EdDSA => "EdDSA",
+            Alg::RS256 => "RS256",
+            Alg::HS256 => "HS256",
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Alg::ES256 => "es256",
+            Alg::EdDSA => "eddsa",
+            Alg::RS256 => "rs256",
+            Alg::HS256 => "hs256",
+        }
+    }
+
+    /// The bench API's audience for this algorithm.
+    pub fn audience(self) -> String {
+        format!("https://bench-{}.example/", self.slug())
+    }
+}
+
+/// Which configured client population a scenario runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Population {
+    /// `--clients` (10): all small-population scenarios share one server.
+    Small,
+    /// `--many-clients` (10 000): a server of its own, restarted once after setup.
+    Large,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadScenario {
+    pub alg: Alg,
+    pub quota: bool,
+    pub population: Population,
+}
+
+impl LoadScenario {
+    pub fn name(&self) -> String {
+        format!(
+            "{}{}{}",
+            self.alg.slug(),
+            if self.quota { "-quota" } else { "" },
+            if self.population == Population::Large { "-10k" } else { "" }
+        )
+    }
+}
+
+/// What `--scenarios` asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub load: Vec<LoadScenario>,
+    /// Measure startup time and idle RSS of the large population after a restart.
+    pub startup_large: bool,
+}
+
+impl Plan {
+    pub fn needs(&self, population: Population) -> bool {
+        self.load.iter().any(|s| s.population == population) || (population == Population::Large && self.startup_large)
+    }
+
+    pub fn algs(&self, population: Population) -> Vec<Alg> {
+        let mut algs: Vec<Alg> = self.load.iter().filter(|s| s.population == population).map(|s| s.alg).collect();
+        if algs.is_empty() && population == Population::Large {
+            // `startup-10k` alone still needs an API for the grants to point at.
+            algs.push(Alg::ES256);
+        }
+        algs.sort();
+        algs.dedup();
+        algs
+    }
+
+    /// Client sets a population needs: (without quota, with quota).
+    pub fn client_sets(&self, population: Population) -> (bool, bool) {
+        let of = |quota| self.load.iter().any(|s| s.population == population && s.quota == quota);
+        let with_quota = of(true) || (population == Population::Large && self.startup_large && !of(false));
+        (of(false), with_quota)
+    }
+}
+
+pub const DEFAULT: &str = "es256,es256-quota,eddsa,eddsa-quota,rs256,rs256-quota,hs256,hs256-quota,\
+                           es256-quota-10k,startup-10k";
+pub const SMOKE: &str = "es256,es256-quota";
+
+pub fn parse(list: &str) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for raw in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let name = raw.to_ascii_lowercase();
+        if name == "startup-10k" {
+            plan.startup_large = true;
+            continue;
+        }
+        let (rest, population) = match name.strip_suffix("-10k") {
+            Some(rest) => (rest, Population::Large),
+            None => (name.as_str(), Population::Small),
+        };
+        let (rest, quota) = match rest.strip_suffix("-quota") {
+            Some(rest) => (rest, true),
+            None => (rest, false),
+        };
+        let Some(alg) = Alg::ALL.into_iter().find(|a| a.slug() == rest) else {
+            bail!(
+                "unknown scenario {raw:?}: expected <alg>[-quota][-10k] with alg one of es256, eddsa, rs256, \
+                 hs256, or startup-10k"
+            );
+        };
+        let scenario = LoadScenario { alg, quota, population };
+        if !plan.load.contains(&scenario) {
+            plan.load.push(scenario);
+        }
+    }
+    if plan.load.is_empty() && !plan.startup_large {
+        bail!("--scenarios is empty");
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_set_parses_and_round_trips() {
+        let plan = parse(DEFAULT).unwrap();
+        assert_eq!(plan.load.len(), 9);
+        assert!(plan.startup_large);
+        let names: Vec<String> = plan.load.iter().map(LoadScenario::name).collect();
+        assert_eq!(names.join(","), DEFAULT.rsplit_once(',').unwrap().0.replace(' ', ""));
+        assert_eq!(plan.algs(Population::Large), vec![Alg::ES256]);
+        assert_eq!(plan.client_sets(Population::Small), (true, true));
+        assert_eq!(plan.client_sets(Population::Large), (false, true));
+    }
+
+    #[test]
+    fn startup_alone_still_configures_clients() {
+        let plan = parse("startup-10k").unwrap();
+        assert!(plan.needs(Population::Large) && !plan.needs(Population::Small));
+        assert_eq!(plan.client_sets(Population::Large), (false, true));
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        assert!(parse("es512").is_err());
+        assert!(parse(" , ").is_err());
+        assert_eq!(
+            parse("HS256-quota").unwrap().load[0],
+            LoadScenario { alg: Alg::HS256, quota: true, population: Population::Small }
+        );
+    }
+}

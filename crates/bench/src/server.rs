@@ -1,0 +1,152 @@
+//! The server under test: a `ration serve` child process, and what `/proc` says about it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The Management API admin the server is bootstrapped with (never a real secret: the data dir is
+/// a fresh temporary directory).
+pub const ADMIN_ID: &str = "ration-bench-admin";
+pub const ADMIN_SECRET: &str = "ration-bench-admin-secret-0123456789abcdef";
+
+/// A server started on the loopback interface.
+pub struct Server {
+    child: Child,
+    pid: u32,
+    pub port: u16,
+    /// From spawn to the `listening on` line.
+    pub startup: Duration,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `bin serve` on `data_dir`, on `port` (0: any free port), and waits until it listens.
+    pub async fn start(bin: &Path, data_dir: &Path, port: u16) -> Result<Server> {
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let started = Instant::now();
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RATION_BOOTSTRAP_CLIENT_ID", ADMIN_ID)
+            .env("RATION_BOOTSTRAP_CLIENT_SECRET", ADMIN_SECRET)
+            // Warnings and errors only: request logging would measure the logger.
+            .env("RATION_LOG", std::env::var("RATION_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!("cannot start {} (build it with `cargo build --release -p ration`)", bin.display())
+            })?;
+        let pid = child.id().ok_or_else(|| anyhow!("the server exited at once"))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout pipe"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let wait_for_port = async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.strip_prefix("listening on http://127.0.0.1:") {
+                    return rest.trim().parse::<u16>().map(Some).context("unreadable port in the listening line");
+                }
+            }
+            Ok::<_, anyhow::Error>(None)
+        };
+        let found = tokio::time::timeout(Duration::from_secs(60), wait_for_port).await;
+        let startup = started.elapsed();
+        let port = match found {
+            Ok(Ok(Some(port))) => port,
+            Ok(Ok(None)) => bail!("the server exited before listening; its log:\n{}", tail(&log)),
+            Ok(Err(e)) => return Err(e.context(format!("reading the server's stdout; its log:\n{}", tail(&log)))),
+            Err(_) => bail!("the server did not print `listening on` within 60 s; its log:\n{}", tail(&log)),
+        };
+        // Keep draining stdout so the server can never block on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Server { child, pid, port, startup, log })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Resident set size now, in bytes (`VmRSS`).
+    pub fn rss(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .context("cannot read the server's /proc status (is this Linux, is it still running?)")?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or_else(|| anyhow!("no VmRSS in /proc/{}/status", self.pid))?;
+        Ok(kib * 1024)
+    }
+
+    /// CPU time used so far by every thread, user + system.
+    pub fn cpu(&self) -> Result<Duration> {
+        cpu_of(&format!("/proc/{}/stat", self.pid))
+    }
+
+    /// The server's log (stderr), last lines, for error messages.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log)
+    }
+
+    /// SIGTERM (graceful: the SQLite store is closed cleanly, so a restart on the same data dir
+    /// measures a normal start), then SIGKILL after 10 s.
+    pub async fn stop(mut self) -> Result<()> {
+        let pid = libc::pid_t::try_from(self.pid).context("pid out of range")?;
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+            Ok(status) => {
+                status.context("waiting for the server")?;
+            }
+            Err(_) => {
+                eprintln!("warning: the server did not stop within 10 s of SIGTERM; killing it");
+                self.child.kill().await.context("killing the server")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// utime + stime of a `/proc/<pid>/stat` file.
+pub fn cpu_of(stat_path: &str) -> Result<Duration> {
+    let stat = std::fs::read_to_string(stat_path).with_context(|| format!("cannot read {stat_path}"))?;
+    // The command name (field 2) may contain spaces; fields after it are plain numbers.
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or_else(|| anyhow!("unreadable {stat_path}"))?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Field 3 (state) is fields[0]; utime and stime are fields 14 and 15.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| anyhow!("{stat_path}"));
+    let total = ticks(11)? + ticks(12)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    Ok(Duration::from_secs_f64(total as f64 / hz as f64))
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(20);
+    if lines.is_empty() { "(empty)".into() } else { lines[start..].join("\n") }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn own_cpu_time_is_readable() {
+        let t0 = super::cpu_of("/proc/self/stat").unwrap();
+        let mut x = 0u64;
+        for i in 0..50_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        assert!(super::cpu_of("/proc/self/stat").unwrap() >= t0);
+    }
+}
