@@ -80,7 +80,7 @@ impl Counters for EmbeddedCounters {
 
     async fn consume(&self, plan: &QuotaPlan) -> Result<Consumption, CounterError> {
         if plan.is_empty() {
-            return Ok(Consumption::Granted { after: Vec::new() });
+            return Ok(Consumption::Granted { after: Vec::new(), degraded: false });
         }
         let (done_tx, done_rx) = oneshot::channel();
         let after = {
@@ -107,10 +107,14 @@ impl Counters for EmbeddedCounters {
         // If the write fails the in-memory increment stays: counting a token that was never
         // issued is safe, issuing one that is not counted is not.
         match done_rx.await {
-            Ok(Ok(())) => Ok(Consumption::Granted { after }),
+            Ok(Ok(())) => Ok(Consumption::Granted { after, degraded: false }),
             Ok(Err(e)) => Err(CounterError::Unavailable(e)),
             Err(_) => Err(CounterError::Unavailable("counter journal writer stopped".into())),
         }
+    }
+
+    async fn ping(&self) -> Result<(), CounterError> {
+        self.lock().map(|_| ())
     }
 }
 
@@ -231,7 +235,7 @@ mod tests {
             for n in 1..=5u64 {
                 assert_eq!(
                     counters.consume(&plan(now, 3, false)).await.unwrap(),
-                    Consumption::Granted { after: vec![n, n] }
+                    Consumption::Granted { after: vec![n, n], degraded: false }
                 );
             }
         }
@@ -242,7 +246,10 @@ mod tests {
         }
         // The next hour starts from zero; the day bucket carries on.
         let later = UnixTime::from_secs(1_800_000_000 + 3600);
-        assert_eq!(counters.consume(&plan(later, 3, true)).await.unwrap(), Consumption::Granted { after: vec![1, 6] });
+        assert_eq!(
+            counters.consume(&plan(later, 3, true)).await.unwrap(),
+            Consumption::Granted { after: vec![1, 6], degraded: false }
+        );
         counters.prune(UnixTime::from_secs(1_800_000_000 + 86_400 * 2));
         assert_eq!(counters.peek(&[plan(later, 3, true).buckets[0].key.clone()]).await.unwrap(), vec![0]);
     }

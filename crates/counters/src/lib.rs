@@ -13,12 +13,14 @@
 
 mod embedded;
 mod journal;
+mod redis;
 
 use async_trait::async_trait;
 use ration_domain::BucketKey;
 use ration_domain::quota::QuotaPlan;
 
 pub use embedded::{Durability, EmbeddedCounters};
+pub use redis::{FailurePolicy, RedisCounters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CounterError {
@@ -31,7 +33,9 @@ pub enum CounterError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Consumption {
     /// Every bucket was incremented; counts after the increment, in the plan's order.
-    Granted { after: Vec<u64> },
+    /// `degraded`: the shared counter store was unreachable and the count is this instance's
+    /// alone (failure policy `allow`).
+    Granted { after: Vec<u64>, degraded: bool },
     /// Nothing was incremented: bucket `exhausted` (an enforced one) is full. `used` are the
     /// current counts, in the plan's order.
     Rejected { exhausted: usize, used: Vec<u64> },
@@ -45,4 +49,7 @@ pub trait Counters: Send + Sync + 'static {
     /// Atomically: if no enforced bucket of `plan` is exhausted, increment every bucket (enforced
     /// or not) by one and return the new counts; else change nothing.
     async fn consume(&self, plan: &QuotaPlan) -> Result<Consumption, CounterError>;
+
+    /// Whether the counter store answers (readiness).
+    async fn ping(&self) -> Result<(), CounterError>;
 }

@@ -5,6 +5,7 @@
 //! in as [`UnixTime`] arguments; serialization lives in `ration-proto` (HTTP) and `ration-store`
 //! (persistence).
 
+pub mod action;
 pub mod catalog;
 pub mod entity;
 pub mod logstream;
@@ -12,6 +13,7 @@ pub mod quota;
 pub mod time;
 pub mod token;
 
+pub use action::{Action, ActionBinding, ActionSecret, ActionVersion, CREDENTIALS_EXCHANGE};
 pub use catalog::Catalog;
 pub use entity::*;
 pub use logstream::{ContentFormat, HttpSink, LogStream, Sink, StreamStatus};

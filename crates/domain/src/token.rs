@@ -92,6 +92,14 @@ pub enum TokenError {
     },
     /// 429 `too_many_requests`.
     QuotaExceeded(EntityKind),
+    /// 400 (`invalid_scope`, `invalid_request`) or 500 (`server_error`): an Action called
+    /// `api.access.deny(code, reason)`.
+    ActionDenied {
+        code: &'static str,
+        reason: String,
+    },
+    /// 500 `server_error`: an Action threw, timed out or ran out of memory.
+    ActionFailed(String),
     /// 503 `temporarily_unavailable`: the quota counters cannot be reached and the policy is deny.
     QuotaStoreUnavailable,
     /// 500 `server_error`: our fault (details are logged, never sent).
@@ -134,6 +142,8 @@ impl TokenError {
             TokenError::QuotaExceeded(EntityKind::Organization) => "Organization quota exceeded".to_owned(),
             TokenError::QuotaStoreUnavailable => "Quota counters are unavailable; retry later".to_owned(),
             TokenError::ServerError => "Internal error".to_owned(),
+            TokenError::ActionDenied { reason, .. } => reason.clone(),
+            TokenError::ActionFailed(text) => text.clone(),
         }
     }
 }

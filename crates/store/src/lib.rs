@@ -10,14 +10,19 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
 
+#[cfg(test)]
+mod conformance;
+mod postgres;
 mod records;
 mod sqlite;
 
 use async_trait::async_trait;
 use ration_domain::{
-    Catalog, Client, ClientGrant, LogStream, Organization, ResourceServer, SigningAlg, TenantSettings, UnixTime,
+    Action, ActionBinding, ActionVersion, Catalog, Client, ClientGrant, LogStream, Organization, ResourceServer,
+    SigningAlg, TenantSettings, UnixTime,
 };
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +191,50 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// Records that every matching event up to `log_id` was delivered (moves the cursor and sets
     /// `last_delivered`).
     async fn set_log_stream_cursor(&self, id: &str, log_id: &str) -> Result<()>;
+
+    /// `Conflict("name")` if the name is taken.
+    async fn insert_action(&self, action: &Action) -> Result<()>;
+    async fn update_action(&self, action: &Action) -> Result<()>;
+    /// Deletes the action, its versions and its bindings, atomically.
+    async fn delete_action(&self, id: &str) -> Result<()>;
+    async fn get_action(&self, id: &str) -> Result<Option<Action>>;
+    /// In creation order.
+    async fn list_actions(&self, page: Page) -> Result<Listing<Action>>;
+    /// `Conflict("number")` if the action already has a version with this number.
+    async fn insert_action_version(&self, version: &ActionVersion) -> Result<()>;
+    async fn get_action_version(&self, action_id: &str, number: u32) -> Result<Option<ActionVersion>>;
+    /// Newest first.
+    async fn list_action_versions(&self, action_id: &str) -> Result<Vec<ActionVersion>>;
+    /// The credentials-exchange bindings, in execution order.
+    async fn list_action_bindings(&self) -> Result<Vec<ActionBinding>>;
+    /// Replaces the whole binding list (its order is the execution order).
+    async fn set_action_bindings(&self, bindings: &[ActionBinding]) -> Result<()>;
+
+    /// Tells every instance sharing this store that the configuration changed (`payload` names
+    /// what, and who). A store that only one instance can use has nobody to tell.
+    async fn publish_change(&self, payload: &str) -> Result<()> {
+        let _ = payload;
+        Ok(())
+    }
+
+    /// Change notifications from other instances, or `None` when the store is not shared.
+    async fn subscribe_changes(&self) -> Result<Option<tokio::sync::mpsc::Receiver<String>>> {
+        Ok(None)
+    }
+
+    /// Takes or renews a lease named `name` for `holder` until `until`; `false` if another holder
+    /// has it. Used so that only one instance delivers each log stream. A store only one instance
+    /// can use always grants it.
+    async fn try_lease(&self, name: &str, holder: &str, now: UnixTime, until: UnixTime) -> Result<bool> {
+        let _ = (name, holder, now, until);
+        Ok(true)
+    }
+
+    /// Whether several instances may share this store (then deliveries wait for a settle delay and
+    /// take leases).
+    fn is_shared(&self) -> bool {
+        false
+    }
 
     /// Small named values (bootstrap markers).
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;

@@ -465,3 +465,118 @@ pub(crate) fn log_stream_from_row(id: String, doc: &str) -> Result<ration_domain
         updated_at: UnixTime::from_millis(d.updated_at),
     })
 }
+
+#[derive(Serialize, Deserialize)]
+struct SecretRecord {
+    name: String,
+    value: String,
+    updated_at: i64,
+}
+
+fn secrets_to_records(secrets: &[ration_domain::ActionSecret]) -> Vec<SecretRecord> {
+    secrets
+        .iter()
+        .map(|s| SecretRecord { name: s.name.clone(), value: s.value.clone(), updated_at: s.updated_at.millis })
+        .collect()
+}
+
+fn secrets_from_records(records: Vec<SecretRecord>) -> Vec<ration_domain::ActionSecret> {
+    records
+        .into_iter()
+        .map(|s| ration_domain::ActionSecret {
+            name: s.name,
+            value: s.value,
+            updated_at: UnixTime::from_millis(s.updated_at),
+        })
+        .collect()
+}
+
+#[derive(Serialize, Deserialize)]
+struct ActionDoc {
+    code: String,
+    runtime: String,
+    #[serde(default)]
+    supported_triggers: Vec<(String, String)>,
+    #[serde(default)]
+    secrets: Vec<SecretRecord>,
+    #[serde(default)]
+    deployed_version: Option<u32>,
+    #[serde(default)]
+    all_changes_deployed: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// The `doc` of an action (name and id are columns).
+pub(crate) fn action_doc(a: &ration_domain::Action) -> Result<String> {
+    encode(
+        "action",
+        &ActionDoc {
+            code: a.code.clone(),
+            runtime: a.runtime.clone(),
+            supported_triggers: a.supported_triggers.clone(),
+            secrets: secrets_to_records(&a.secrets),
+            deployed_version: a.deployed_version,
+            all_changes_deployed: a.all_changes_deployed,
+            created_at: a.created_at.millis,
+            updated_at: a.updated_at.millis,
+        },
+    )
+}
+
+pub(crate) fn action_from_row(id: String, name: String, doc: &str) -> Result<ration_domain::Action> {
+    let d: ActionDoc = decode("action", &id, doc)?;
+    Ok(ration_domain::Action {
+        id,
+        name,
+        code: d.code,
+        runtime: d.runtime,
+        supported_triggers: d.supported_triggers,
+        secrets: secrets_from_records(d.secrets),
+        deployed_version: d.deployed_version,
+        all_changes_deployed: d.all_changes_deployed,
+        created_at: UnixTime::from_millis(d.created_at),
+        updated_at: UnixTime::from_millis(d.updated_at),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct ActionVersionDoc {
+    code: String,
+    runtime: String,
+    #[serde(default)]
+    secrets: Vec<SecretRecord>,
+    created_at: i64,
+}
+
+/// The `doc` of an action version (id, action_id and number are columns).
+pub(crate) fn action_version_doc(v: &ration_domain::ActionVersion) -> Result<String> {
+    encode(
+        "action version",
+        &ActionVersionDoc {
+            code: v.code.clone(),
+            runtime: v.runtime.clone(),
+            secrets: secrets_to_records(&v.secrets),
+            created_at: v.created_at.millis,
+        },
+    )
+}
+
+pub(crate) fn action_version_from_row(
+    id: String,
+    action_id: String,
+    number: i64,
+    doc: &str,
+) -> Result<ration_domain::ActionVersion> {
+    let d: ActionVersionDoc = decode("action version", &id, doc)?;
+    let number = u32::try_from(number).map_err(|_| corrupt("action version", &id, "number"))?;
+    Ok(ration_domain::ActionVersion {
+        id,
+        action_id,
+        number,
+        code: d.code,
+        runtime: d.runtime,
+        secrets: secrets_from_records(d.secrets),
+        created_at: UnixTime::from_millis(d.created_at),
+    })
+}

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ration_domain::{
-    Catalog, Client, ClientGrant, Durability, LogStream, Organization, ResourceServer, SigningAlg, TenantSettings,
-    UnixTime,
+    Action, ActionBinding, ActionVersion, Catalog, Client, ClientGrant, Durability, LogStream, Organization,
+    ResourceServer, SigningAlg, TenantSettings, UnixTime,
 };
 use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -862,6 +862,146 @@ impl ConfigStore for SqliteStore {
             .await
             .map_err(backend)?;
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn insert_action(&self, action: &Action) -> Result<()> {
+        sqlx::query("INSERT INTO actions (id, name, doc) VALUES (?, ?, ?)")
+            .bind(&action.id)
+            .bind(&action.name)
+            .bind(records::action_doc(action)?)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn update_action(&self, action: &Action) -> Result<()> {
+        let done = sqlx::query("UPDATE actions SET name = ?, doc = ? WHERE id = ?")
+            .bind(&action.name)
+            .bind(records::action_doc(action)?)
+            .bind(&action.id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn delete_action(&self, id: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM actions WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM action_versions WHERE action_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM action_bindings WHERE action_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get_action(&self, id: &str) -> Result<Option<Action>> {
+        let row: Option<(String, String)> = sqlx::query_as("SELECT name, doc FROM actions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|(name, doc)| records::action_from_row(id.to_owned(), name, &doc)).transpose()
+    }
+
+    async fn list_actions(&self, page: Page) -> Result<Listing<Action>> {
+        let (limit, offset) = limit_offset(page);
+        let mut tx = self.read_tx().await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM actions").fetch_one(&mut *tx).await.map_err(backend)?;
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT id, name, doc FROM actions ORDER BY seq LIMIT ? OFFSET ?")
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        let items =
+            rows.into_iter().map(|(id, name, doc)| records::action_from_row(id, name, &doc)).collect::<Result<_>>()?;
+        Ok(Listing { items, total: u64::try_from(total).unwrap_or(0) })
+    }
+
+    async fn insert_action_version(&self, version: &ActionVersion) -> Result<()> {
+        sqlx::query("INSERT INTO action_versions (id, action_id, number, doc) VALUES (?, ?, ?, ?)")
+            .bind(&version.id)
+            .bind(&version.action_id)
+            .bind(i64::from(version.number))
+            .bind(records::action_version_doc(version)?)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_action_version(&self, action_id: &str, number: u32) -> Result<Option<ActionVersion>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT id, doc FROM action_versions WHERE action_id = ? AND number = ?")
+                .bind(action_id)
+                .bind(i64::from(number))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        row.map(|(id, doc)| records::action_version_from_row(id, action_id.to_owned(), i64::from(number), &doc))
+            .transpose()
+    }
+
+    async fn list_action_versions(&self, action_id: &str) -> Result<Vec<ActionVersion>> {
+        let rows: Vec<(String, i64, String)> =
+            sqlx::query_as("SELECT id, number, doc FROM action_versions WHERE action_id = ? ORDER BY number DESC")
+                .bind(action_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        rows.into_iter()
+            .map(|(id, number, doc)| records::action_version_from_row(id, action_id.to_owned(), number, &doc))
+            .collect()
+    }
+
+    async fn list_action_bindings(&self) -> Result<Vec<ActionBinding>> {
+        let rows: Vec<(String, String, String, i64)> =
+            sqlx::query_as("SELECT id, action_id, display_name, created_at FROM action_bindings ORDER BY position")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, action_id, display_name, created_at)| ActionBinding {
+                id,
+                action_id,
+                display_name,
+                created_at: UnixTime::from_millis(created_at),
+            })
+            .collect())
+    }
+
+    async fn set_action_bindings(&self, bindings: &[ActionBinding]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM action_bindings").execute(&mut *tx).await.map_err(backend)?;
+        for (position, b) in bindings.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO action_bindings (id, action_id, display_name, position, created_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&b.id)
+            .bind(&b.action_id)
+            .bind(&b.display_name)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(b.created_at.millis)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {

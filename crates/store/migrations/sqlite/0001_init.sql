@@ -97,3 +97,39 @@ CREATE TABLE log_streams (
     -- NULL until the sink accepted something (the initial cursor is a start point, not a delivery).
     last_delivered TEXT
 );
+
+-- Credentials-exchange Actions. Secret values inside `doc` are sealed by the server before they
+-- get here (see the server's `actions` module).
+CREATE TABLE actions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL
+);
+
+-- Immutable snapshots made by deploys.
+CREATE TABLE action_versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    action_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    UNIQUE (action_id, number)
+);
+
+-- The trigger's bindings; `position` is the execution order.
+CREATE TABLE action_bindings (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    action_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+-- Leases (used when several instances share a PostgreSQL store; kept here so both schemas match).
+CREATE TABLE leases (
+    name TEXT NOT NULL PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);

@@ -741,3 +741,58 @@ async fn log_streams_round_trip_keep_cursor_and_categories_filter() {
     assert_eq!(l.total, 30);
     assert_eq!(l.items.first().map(|e| e.log_id.clone()), Some("0105".into()));
 }
+
+#[tokio::test]
+async fn actions_versions_and_bindings() {
+    use ration_domain::{Action, ActionBinding, ActionSecret, ActionVersion};
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let t = UnixTime::from_millis(5);
+    let action = Action {
+        id: "act_1".into(),
+        name: "deny-eu".into(),
+        code: "exports.onExecuteCredentialsExchange = async () => {}".into(),
+        runtime: "node22".into(),
+        supported_triggers: vec![("credentials-exchange".into(), "v2".into())],
+        secrets: vec![ActionSecret { name: "K".into(), value: "sealed".into(), updated_at: t }],
+        deployed_version: None,
+        all_changes_deployed: false,
+        created_at: t,
+        updated_at: t,
+    };
+    store.insert_action(&action).await.unwrap();
+    let dup = Action { id: "act_2".into(), ..action.clone() };
+    assert!(matches!(store.insert_action(&dup).await, Err(StoreError::Conflict(c)) if c == "name"));
+    assert_eq!(store.get_action("act_1").await.unwrap(), Some(action.clone()));
+    let v = |n: u32| ActionVersion {
+        id: format!("ver_{n}"),
+        action_id: "act_1".into(),
+        number: n,
+        code: format!("// v{n}"),
+        runtime: "node22".into(),
+        secrets: action.secrets.clone(),
+        created_at: t,
+    };
+    store.insert_action_version(&v(1)).await.unwrap();
+    store.insert_action_version(&v(2)).await.unwrap();
+    assert!(matches!(
+        store.insert_action_version(&ActionVersion { id: "ver_x".into(), ..v(2) }).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_action_version("act_1", 1).await.unwrap(), Some(v(1)));
+    assert_eq!(
+        store.list_action_versions("act_1").await.unwrap().iter().map(|v| v.number).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    let mut deployed = action.clone();
+    deployed.deployed_version = Some(2);
+    store.update_action(&deployed).await.unwrap();
+    assert_eq!(store.list_actions(Page { page: 0, per_page: 10 }).await.unwrap().items, vec![deployed]);
+    let b =
+        |id: &str| ActionBinding { id: id.into(), action_id: "act_1".into(), display_name: id.into(), created_at: t };
+    store.set_action_bindings(&[b("b2"), b("b1")]).await.unwrap();
+    assert_eq!(store.list_action_bindings().await.unwrap(), vec![b("b2"), b("b1")], "order kept");
+    store.delete_action("act_1").await.unwrap();
+    assert!(store.list_action_bindings().await.unwrap().is_empty());
+    assert!(store.list_action_versions("act_1").await.unwrap().is_empty());
+    assert!(matches!(store.delete_action("act_1").await, Err(StoreError::NotFound)));
+}
