@@ -36,6 +36,10 @@ pub struct DeliverySettings {
     pub batch_size: u32,
     /// Time limit of one delivery request.
     pub request_timeout: Duration,
+    /// With a shared store: deliver only events at least this old. Instances commit events with
+    /// their own `log_id`s, so an event can become visible slightly after a later-numbered one; the
+    /// delay keeps the cursor from passing it.
+    pub settle: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -47,6 +51,7 @@ impl Default for DeliverySettings {
             suspend_after: Duration::from_secs(7 * 24 * 3600),
             batch_size: 100,
             request_timeout: Duration::from_secs(10),
+            settle: Duration::from_secs(2),
         }
     }
 }
@@ -73,6 +78,8 @@ struct Inner {
     settings: DeliverySettings,
     committed: watch::Receiver<u64>,
     now: Now,
+    /// This instance's name in stream leases.
+    holder: String,
     /// std mutexes: held only to insert/remove/copy, never across an `.await`.
     workers: Mutex<HashMap<String, JoinHandle<()>>>,
     health: Mutex<HashMap<String, Health>>,
@@ -86,6 +93,7 @@ impl Deliveries {
         committed: watch::Receiver<u64>,
         settings: DeliverySettings,
         now: Now,
+        holder: String,
     ) -> Result<Deliveries, StoreError> {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
@@ -101,6 +109,7 @@ impl Deliveries {
                 settings,
                 committed,
                 now,
+                holder,
                 workers: Mutex::new(HashMap::new()),
                 health: Mutex::new(HashMap::new()),
             }),
@@ -149,18 +158,74 @@ impl Deliveries {
     }
 }
 
+/// How long a delivery lease lasts; renewed well before it runs out.
+const LEASE: Duration = Duration::from_secs(15);
+
+/// With a shared store: holds the stream's lease (taking it when free). `Ok(true)` when this
+/// instance may deliver; a fresh acquisition re-reads the cursor another holder may have moved.
+async fn hold_lease(
+    inner: &Inner,
+    stream: &LogStream,
+    cursor: &mut String,
+    lease_until: &mut Option<UnixTime>,
+) -> bool {
+    if !inner.store.is_shared() {
+        return true;
+    }
+    let now = (inner.now)();
+    if lease_until.is_some_and(|until| until.millis - now.millis > (LEASE / 3).as_millis() as i64) {
+        return true;
+    }
+    let until = UnixTime::from_millis(now.millis + LEASE.as_millis() as i64);
+    match inner.store.try_lease(&format!("log_stream:{}", stream.id), &inner.holder, now, until).await {
+        Ok(true) => {
+            if lease_until.is_none() {
+                match inner.store.get_log_stream(&stream.id).await {
+                    Ok(Some((_, position))) => *cursor = position.cursor,
+                    Ok(None) => return false,
+                    Err(e) => {
+                        tracing::error!(stream = %stream.id, error = %e, "cannot read the stream position");
+                        return false;
+                    }
+                }
+            }
+            *lease_until = Some(until);
+            true
+        }
+        Ok(false) => {
+            *lease_until = None;
+            false
+        }
+        Err(e) => {
+            tracing::error!(stream = %stream.id, error = %e, "cannot take the delivery lease");
+            *lease_until = None;
+            false
+        }
+    }
+}
+
 /// One stream's delivery loop.
 async fn run(inner: Arc<Inner>, mut stream: LogStream, mut cursor: String) {
     let mut committed = inner.committed.clone();
     let mut attempt: u32 = 0;
     let idle_poll = Duration::from_secs(1);
+    let mut lease_until: Option<UnixTime> = None;
     loop {
+        if !hold_lease(&inner, &stream, &mut cursor, &mut lease_until).await {
+            // Another instance delivers this stream; check again in a while (it may go away).
+            tokio::time::sleep(LEASE / 3).await;
+            continue;
+        }
+        let settle_before = inner.store.is_shared().then(|| {
+            let now = (inner.now)();
+            UnixTime::from_millis(now.millis - inner.settings.settle.as_millis() as i64)
+        });
         let query = EventQuery {
             types: Vec::new(),
             categories: stream.filters.clone(),
             client_id: None,
             date_from: None,
-            date_to: None,
+            date_to: settle_before,
             after_log_id: Some(cursor.clone()),
             newest_first: false,
             page: Page { page: 0, per_page: inner.settings.batch_size },
@@ -174,8 +239,10 @@ async fn run(inner: Arc<Inner>, mut stream: LogStream, mut cursor: String) {
             }
         };
         if batch.is_empty() {
-            // Woken by the next commit; the timeout guards against a missed notification.
-            let _ = tokio::time::timeout(idle_poll, committed.changed()).await;
+            // Woken by the next commit; the timeout guards against a missed notification (and,
+            // with a shared store, lets settled events from other instances through).
+            let wait = if settle_before.is_some() { Duration::from_millis(250) } else { idle_poll };
+            let _ = tokio::time::timeout(wait, committed.changed()).await;
             continue;
         }
 

@@ -460,6 +460,9 @@ pub fn token_error_status(e: &TokenError) -> (u16, &'static str) {
     match e {
         TokenError::InvalidRequest(_) => (400, "invalid_request"),
         TokenError::BodyTooLarge(_) => (413, "invalid_request"),
+        TokenError::ActionDenied { code: "server_error", .. } => (500, "server_error"),
+        TokenError::ActionDenied { code, .. } => (400, code),
+        TokenError::ActionFailed(_) => (500, "server_error"),
         TokenError::UnsupportedGrantType => (400, "unsupported_grant_type"),
         TokenError::Unauthorized => (401, "access_denied"),
         TokenError::GrantTypeNotAllowed => (403, "unauthorized_client"),

@@ -38,6 +38,25 @@ pub struct ServeArgs {
     /// Continuous delivery failure for this many seconds suspends a log stream.
     #[arg(long, env = "RATION_LOG_STREAM_SUSPEND_AFTER_SECS")]
     pub log_stream_suspend_after_secs: Option<u64>,
+    /// `postgres://…`: configuration and events in PostgreSQL instead of the embedded store.
+    #[arg(long, env = "RATION_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// `redis://…`: quota counters in Redis (needed when several instances share a database).
+    #[arg(long, env = "RATION_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (separates installations sharing one Redis).
+    #[arg(long, env = "RATION_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// When Redis is unreachable: `deny` (503 + Retry-After; default) or `allow` (issue, count
+    /// locally, reconcile later).
+    #[arg(long, env = "RATION_QUOTA_STORE_FAILURE")]
+    pub quota_store_failure: Option<String>,
+    /// Wall-clock limit of one Action execution, in milliseconds.
+    #[arg(long, env = "RATION_ACTIONS_TIMEOUT_MS")]
+    pub actions_timeout_ms: Option<u64>,
+    /// Comma-separated `host[:port]` list that Actions may `fetch`.
+    #[arg(long, env = "RATION_ACTIONS_FETCH_ALLOW")]
+    pub actions_fetch_allow: Option<String>,
 }
 
 /// The TOML file. Every key is optional; unknown keys are an error that names the key.
@@ -56,6 +75,26 @@ pub struct FileConfig {
     pub log_retention_days: Option<u32>,
     /// `[log_streams]` delivery settings.
     pub log_streams: Option<LogStreamsFile>,
+    /// `[actions]` settings.
+    pub actions: Option<ActionsFile>,
+    /// PostgreSQL URL.
+    pub database_url: Option<String>,
+    /// Redis URL.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (default `ration`).
+    pub redis_prefix: Option<String>,
+    /// `"deny"` or `"allow"`.
+    pub quota_store_failure: Option<String>,
+}
+
+/// `[actions]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionsFile {
+    /// Wall-clock limit of one execution, in milliseconds (default 20000, like Auth0).
+    pub timeout_ms: Option<u64>,
+    /// `host[:port]` entries Actions may `fetch` (default: none).
+    pub fetch_allow: Option<Vec<String>>,
 }
 
 /// `[log_streams]` in the TOML file.
@@ -86,6 +125,12 @@ pub struct Settings {
     pub durability: ration_domain::Durability,
     pub log_retention_days: u32,
     pub delivery: ration_server::DeliverySettings,
+    pub action_limits: ration_actions::Limits,
+    pub actions_fetch_allow: Vec<String>,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub quota_store_failure: ration_counters::FailurePolicy,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -118,7 +163,53 @@ impl Settings {
         if let Some(secs) = args.log_stream_suspend_after_secs.or(streams.suspend_after_secs) {
             delivery.suspend_after = std::time::Duration::from_secs(secs);
         }
-        Ok(Settings { listen, issuer, data_dir, durability, log_retention_days, delivery })
+        let actions = file.actions.unwrap_or_default();
+        let mut action_limits = ration_actions::Limits::default();
+        if let Some(ms) = args.actions_timeout_ms.or(actions.timeout_ms) {
+            if ms == 0 {
+                bail!("actions timeout_ms must be at least 1");
+            }
+            action_limits.timeout = std::time::Duration::from_millis(ms);
+        }
+        let actions_fetch_allow = match &args.actions_fetch_allow {
+            Some(list) => list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            None => actions.fetch_allow.unwrap_or_default(),
+        };
+        let database_url = args.database_url.clone().or(file.database_url).filter(|u| !u.is_empty());
+        if let Some(url) = &database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            bail!("invalid database_url: expected postgres://… or postgresql://…");
+        }
+        let redis_url = args.redis_url.clone().or(file.redis_url).filter(|u| !u.is_empty());
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            bail!("invalid redis_url: expected redis://… or rediss://…");
+        }
+        let redis_prefix = args.redis_prefix.clone().or(file.redis_prefix).unwrap_or_else(|| "ration".to_owned());
+        if redis_prefix.is_empty() || redis_prefix.contains(['{', '}', ' ']) {
+            bail!("invalid redis_prefix {redis_prefix:?}: must be non-empty, without braces or spaces");
+        }
+        let quota_store_failure = match args.quota_store_failure.clone().or(file.quota_store_failure).as_deref() {
+            None | Some("deny") => ration_counters::FailurePolicy::Deny,
+            Some("allow") => ration_counters::FailurePolicy::Allow,
+            Some(other) => bail!("invalid quota_store_failure {other:?}: expected \"deny\" or \"allow\""),
+        };
+        Ok(Settings {
+            listen,
+            database_url,
+            redis_url,
+            redis_prefix,
+            quota_store_failure,
+            issuer,
+            data_dir,
+            durability,
+            log_retention_days,
+            delivery,
+            action_limits,
+            actions_fetch_allow,
+        })
     }
 }
 

@@ -76,6 +76,12 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         durability: settings.durability,
         log_retention_days: settings.log_retention_days,
         delivery: settings.delivery.clone(),
+        action_limits: settings.action_limits.clone(),
+        actions_fetch_allow: settings.actions_fetch_allow.clone(),
+        database_url: settings.database_url.clone(),
+        redis_url: settings.redis_url.clone(),
+        redis_prefix: settings.redis_prefix.clone(),
+        quota_store_failure: settings.quota_store_failure,
         clock_offset_millis: match std::env::var("RATION_TEST_CLOCK_OFFSET_MS") {
             Ok(v) if !v.is_empty() => v.parse().context("RATION_TEST_CLOCK_OFFSET_MS must be an integer")?,
             _ => 0,

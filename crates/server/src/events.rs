@@ -29,6 +29,9 @@ struct Pending {
 }
 
 struct Ids {
+    /// Random per process: instances sharing a store never make the same id in the same
+    /// millisecond (a duplicate would be dropped as a replay).
+    instance_tag: u32,
     seq: AtomicU64,
     /// The last millisecond used in an id, so ids increase even if the clock steps back.
     last_millis: AtomicI64,
@@ -53,11 +56,10 @@ impl EventLog {
         let (committed_tx, committed) = watch::channel(0u64);
         tokio::spawn(write_loop(store, rx, committed_tx));
         let last_millis = last_log_id.and_then(|id| id.get(3..19)).and_then(|m| m.parse().ok()).unwrap_or(0);
-        EventLog {
-            ids: Arc::new(Ids { seq: AtomicU64::new(0), last_millis: AtomicI64::new(last_millis) }),
-            tx,
-            committed,
-        }
+        let instance_tag =
+            crate::secrets::random_bytes::<4>().map(u32::from_le_bytes).unwrap_or_default() % 100_000_000;
+        let ids = Ids { instance_tag, seq: AtomicU64::new(0), last_millis: AtomicI64::new(last_millis) };
+        EventLog { ids: Arc::new(ids), tx, committed }
     }
 
     /// A receiver that changes after every commit (its value counts commits).
@@ -65,12 +67,13 @@ impl EventLog {
         self.committed.clone()
     }
 
-    /// A new `log_id`: `900`, the time in milliseconds and a sequence number, fixed width, so
-    /// that ids sort in the order they were made (as Auth0's do).
+    /// A new `log_id`: `900`, the time in milliseconds, this process's tag and a sequence number,
+    /// fixed width, so that ids sort in the order they were made (as Auth0's do) and are unique
+    /// across instances.
     pub fn new_log_id(&self, now: UnixTime) -> String {
         let millis = self.ids.last_millis.fetch_max(now.millis, Ordering::Relaxed).max(now.millis);
         let seq = self.ids.seq.fetch_add(1, Ordering::Relaxed);
-        format!("900{millis:016}{seq:020}")
+        format!("900{millis:016}{:08}{seq:020}", self.ids.instance_tag)
     }
 
     /// Records an event without waiting for it to be stored.

@@ -7,6 +7,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
 
+pub mod actions;
 pub mod bootstrap;
 pub mod clock;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod mgmt;
 pub mod quota;
 pub mod secrets;
 pub mod state;
+pub mod sync;
 pub mod token;
 pub mod wellknown;
 
@@ -28,7 +30,7 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use ration_counters::{Durability, EmbeddedCounters};
+use ration_counters::{Counters, Durability, EmbeddedCounters, FailurePolicy, RedisCounters};
 use ration_domain::SigningAlg;
 pub use ration_logstream::DeliverySettings;
 use ration_store::{ConfigStore, SqliteStore, StoreError};
@@ -59,6 +61,18 @@ pub struct ServerConfig {
     pub delivery: DeliverySettings,
     /// Shifts the server's clock (tests only: crossing UTC windows without waiting).
     pub clock_offset_millis: i64,
+    /// Limits of one Action execution.
+    pub action_limits: ration_actions::Limits,
+    /// `host[:port]` entries Actions may `fetch`.
+    pub actions_fetch_allow: Vec<String>,
+    /// `postgres://…`: configuration and events in PostgreSQL (shared by instances).
+    pub database_url: Option<String>,
+    /// `redis://…`: quota counters in Redis (shared by instances).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    pub redis_prefix: String,
+    /// What to do when Redis is unreachable.
+    pub quota_store_failure: FailurePolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +110,11 @@ impl Server {
             Some(hex) => MasterKey::from_hex(hex)?,
             None => MasterKey::load_or_create(&config.data_dir)?,
         };
-        let store: Arc<dyn ConfigStore> =
-            Arc::new(SqliteStore::open(&config.data_dir.join("ration.db"), config.durability).await?);
+        // The backends are chosen here, once; nothing else knows which one runs.
+        let store: Arc<dyn ConfigStore> = match &config.database_url {
+            Some(url) => Arc::new(ration_store::PgStore::connect(url, config.durability).await?),
+            None => Arc::new(SqliteStore::open(&config.data_dir.join("ration.db"), config.durability).await?),
+        };
         let secrets = SecretHasher::new(master.pepper());
         let clock = Arc::new(SystemClock::default());
         if config.clock_offset_millis != 0 {
@@ -105,11 +122,27 @@ impl Server {
             clock.set_offset_millis(config.clock_offset_millis);
         }
         let now = clock::Clock::now(clock.as_ref());
-        let counters = Arc::new(
-            EmbeddedCounters::open(&config.data_dir.join("counters.journal"), config.durability, now)
-                .map_err(|e| StartError::Setup(e.to_string()))?,
-        );
-        spawn_pruning(counters.clone(), clock.clone());
+        let counters: Arc<dyn Counters> = match &config.redis_url {
+            Some(url) => Arc::new(
+                RedisCounters::connect(url, &config.redis_prefix, config.quota_store_failure)
+                    .await
+                    .map_err(|e| StartError::Setup(e.to_string()))?,
+            ),
+            None => {
+                let embedded = Arc::new(
+                    EmbeddedCounters::open(&config.data_dir.join("counters.journal"), config.durability, now)
+                        .map_err(|e| StartError::Setup(e.to_string()))?,
+                );
+                spawn_pruning(embedded.clone(), clock.clone());
+                embedded
+            }
+        };
+        if config.database_url.is_some() && config.redis_url.is_none() {
+            tracing::warn!(
+                "PostgreSQL without Redis: quota counters are this instance's own; run one instance, or set --redis-url"
+            );
+        }
+        let instance_id = secrets::random_alnum(12)?;
         let events = events::EventLog::start(store.clone(), store.last_log_id().await?.as_deref());
         let clock_for_streams = clock.clone();
         let deliveries = ration_logstream::Deliveries::start(
@@ -117,11 +150,24 @@ impl Server {
             events.subscribe(),
             config.delivery.clone(),
             Arc::new(move || clock::Clock::now(clock_for_streams.as_ref())),
+            instance_id.clone(),
         )
         .await?;
         spawn_retention(store.clone(), clock.clone(), config.log_retention_days);
+        // One JS worker per core: QuickJS is single-threaded, and Actions must never run on the
+        // async executor.
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let actions = ration_actions::ActionPool::start(
+            workers,
+            config.action_limits.clone(),
+            ration_actions::FetchPolicy { allow: config.actions_fetch_allow.clone() },
+        )
+        .map_err(|e| StartError::Setup(format!("cannot start the Actions workers: {e}")))?;
         let mgmt_audience = format!("{}api/v2/", config.issuer);
 
+        // Instances starting together on a fresh shared store would each bootstrap and each generate
+        // keys; one at a time, the later ones find everything in place.
+        let setup_lease = SetupLease::acquire(store.as_ref(), &instance_id, clock.as_ref()).await?;
         let generated = bootstrap::run(
             store.as_ref(),
             &secrets,
@@ -141,11 +187,14 @@ impl Server {
             master,
             secrets,
             issuer: config.issuer.clone(),
+            instance_id,
             mgmt_audience,
             clock,
             counters,
             events,
             deliveries,
+            actions,
+            bound_actions: ArcSwap::from_pointee(Vec::new()),
             writes: tokio::sync::Mutex::new(()),
         });
 
@@ -157,6 +206,9 @@ impl Server {
         for alg in algs {
             state.ensure_signing_key(alg).await.map_err(|e| StartError::Setup(e.message))?;
         }
+        setup_lease.release(state.store.as_ref(), state.clock.as_ref()).await;
+        actions::reload_bound(&state).await.map_err(|e| StartError::Setup(e.message))?;
+        sync::start(state.clone()).await?;
         Ok(Server { state, generated_credentials: generated })
     }
 
@@ -181,6 +233,42 @@ pub fn router(state: AppState) -> Router {
         // A bug must cost one request a 500, never the process.
         .layer(CatchPanicLayer::new())
         .with_state(state)
+}
+
+/// Exclusive first-start setup among instances sharing a store.
+struct SetupLease {
+    holder: String,
+}
+
+const SETUP_LEASE: &str = "setup";
+
+impl SetupLease {
+    async fn acquire(
+        store: &dyn ConfigStore,
+        holder: &str,
+        clock: &dyn clock::Clock,
+    ) -> Result<SetupLease, StartError> {
+        let started = std::time::Instant::now();
+        loop {
+            let now = clock.now();
+            // Long enough for an RSA key generation on a slow machine; released as soon as done.
+            let until = ration_domain::UnixTime::from_millis(now.millis + 60_000);
+            if store.try_lease(SETUP_LEASE, holder, now, until).await? {
+                return Ok(SetupLease { holder: holder.to_owned() });
+            }
+            if started.elapsed() > std::time::Duration::from_secs(120) {
+                return Err(StartError::Setup("another instance has held the setup lease for 2 minutes".into()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn release(self, store: &dyn ConfigStore, clock: &dyn clock::Clock) {
+        let now = clock.now();
+        if let Err(e) = store.try_lease(SETUP_LEASE, &self.holder, now, now).await {
+            tracing::warn!(error = %e, "cannot release the setup lease; it expires by itself");
+        }
+    }
 }
 
 /// Expired buckets can never count again; drop them once a minute so memory tracks live windows.

@@ -51,7 +51,10 @@ pub async fn consume(
         return Ok(Vec::new());
     }
     match state.counters.consume(plan).await {
-        Ok(Consumption::Granted { after }) => {
+        Ok(Consumption::Granted { after, degraded }) => {
+            if degraded {
+                degraded_warning(state, decision, now, info);
+            }
             warn_on_thresholds(state, decision, plan, &after, now, info);
             Ok(quota_headers(plan, &after, now))
         }
@@ -118,6 +121,22 @@ fn rejection(plan: &QuotaPlan, used: &[u64], exhausted: usize, now: UnixTime) ->
     push(&mut headers, "retry-after", reset_in.to_string());
     let error = TokenError::QuotaExceeded(bucket.key.entity);
     OAuthError { error, headers }
+}
+
+/// Policy `allow` issued a token while the shared counters were unreachable: counted by this
+/// instance only until they are back. Operators should know.
+fn degraded_warning(state: &AppState, decision: &Decision, now: UnixTime, info: &RequestInfo) {
+    state.events.emit(
+        now,
+        info,
+        json!({
+            "type": "quota_store_unavailable",
+            "description": "Quota counters unreachable: token issued and counted locally (quota_store_failure = allow)",
+            "client_id": decision.client.client_id,
+            "client_name": decision.client.name,
+            "details": {"policy": "allow"},
+        }),
+    );
 }
 
 /// Auth0 writes `token_quota_consumption_warning` when a bucket first reaches 60, 80 and 100 %.

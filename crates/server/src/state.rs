@@ -28,6 +28,8 @@ pub struct Inner {
     pub secrets: SecretHasher,
     /// Always ends with `/`.
     pub issuer: String,
+    /// Random name of this process among instances sharing a store.
+    pub instance_id: String,
     /// `<issuer>api/v2/`: the audience of Management API tokens.
     pub mgmt_audience: String,
     pub clock: Arc<dyn Clock>,
@@ -35,6 +37,10 @@ pub struct Inner {
     pub counters: Arc<dyn Counters>,
     pub events: EventLog,
     pub deliveries: ration_logstream::Deliveries,
+    /// The credentials-exchange Actions runtime.
+    pub actions: ration_actions::ActionPool,
+    /// What runs on the token path: the deployed version of each bound action, in binding order.
+    pub bound_actions: ArcSwap<Vec<Arc<ration_actions::ActionCode>>>,
     /// Serializes Management API writes, so that the store and the catalog change in the same
     /// order. A tokio mutex because the store write is awaited while it is held.
     pub writes: tokio::sync::Mutex<()>,

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ration_domain::{Catalog, Client, Decision, TokenError, UnixTime};
 use ration_proto::oauth::{ClientAuth, TokenResponse, parse_token_request, token_error_status};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use crate::error::OAuthError;
 use crate::events::RequestInfo;
@@ -41,7 +41,15 @@ struct Claims<'a> {
     org_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     org_name: Option<&'a str>,
+    /// Set by Actions; reserved names never reach here (see [`STANDARD_CLAIMS`]).
+    #[serde(flatten)]
+    custom: &'a Map<String, Value>,
 }
+
+/// Claims this server sets itself. Actions already cannot set them (Auth0's reserved list); this
+/// second check guarantees a token never carries a claim twice.
+const STANDARD_CLAIMS: &[&str] =
+    &["iss", "sub", "aud", "iat", "exp", "scope", "gty", "azp", "jti", "org_id", "org_name"];
 
 /// What is known about a request when it fails, for its `feccft` event.
 #[derive(Default)]
@@ -50,6 +58,8 @@ struct Attempt {
     audience: Option<String>,
     scope: Option<String>,
     organization: Option<String>,
+    /// Console output of Actions that ran.
+    action_logs: Option<Value>,
 }
 
 pub async fn post_token(State(state): State<AppState>, request: Request) -> Response {
@@ -105,15 +115,29 @@ async fn issue(
     let decision = ration_domain::token::decide(&catalog, client, &parsed.request)?;
     let plan = decision.quota_plan(&catalog, now);
     crate::quota::precheck(state, &plan, now).await?;
+    // Actions run after the pre-check (a client over quota does not run them) and before anything
+    // is consumed (a denied exchange consumes nothing).
+    let ran = crate::actions::run(state, &decision, &parsed.request, &parsed.grant_type, info, now).await.map_err(
+        |(error, logs)| {
+            attempt.action_logs = Some(crate::actions::logs_json(&logs));
+            OAuthError::from(error)
+        },
+    )?;
+    let no_claims = Map::new();
+    let custom = ran.as_ref().map_or(&no_claims, |r| &r.custom_claims);
     // Sign before consuming: between a durable count and the response only the event write
     // remains, so a crash in that window leaves as few counted-but-undelivered tokens as possible.
     // (A token signed and then refused by a concurrent request is simply dropped.)
-    let minted = mint(state, &decision, now)?;
+    let minted = mint(state, &decision, now, custom)?;
     let quota_headers = crate::quota::consume(state, &decision, &plan, now, info).await?;
 
     // The token exists only once its event is durable: an operator counting seccft events never
     // sees fewer than the tokens that went out.
-    let recorded = state.events.emit_durable(now, info, success_event(&decision, &minted.jti)).await;
+    let mut event = success_event(&decision, &minted.jti);
+    if let Some(ran) = &ran {
+        event["details"]["actions"] = json!({"logs": crate::actions::logs_json(&ran.logs)});
+    }
+    let recorded = state.events.emit_durable(now, info, event).await;
     if !recorded {
         return Err(TokenError::ServerError.into());
     }
@@ -163,6 +187,9 @@ fn record_failure(state: &AppState, now: UnixTime, info: &RequestInfo, attempt: 
         "description": description,
         "details": {"error": code, "error_description": description, "status": status},
     });
+    if let Some(logs) = &attempt.action_logs {
+        event["details"]["actions"] = json!({"logs": logs});
+    }
     for (key, value) in [
         ("client_id", &attempt.client_id),
         ("client_name", &client_name),
@@ -206,7 +233,23 @@ struct Minted {
     jti: String,
 }
 
-fn mint(state: &AppState, decision: &Decision, now: UnixTime) -> Result<Minted, OAuthError> {
+fn mint(
+    state: &AppState,
+    decision: &Decision,
+    now: UnixTime,
+    custom: &Map<String, Value>,
+) -> Result<Minted, OAuthError> {
+    let filtered;
+    let custom = if custom.keys().any(|k| STANDARD_CLAIMS.contains(&k.as_str())) {
+        filtered = custom
+            .iter()
+            .filter(|(k, _)| !STANDARD_CLAIMS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        &filtered
+    } else {
+        custom
+    };
     let rs = &decision.resource_server;
     let iat = now.secs();
     let scope = decision.scopes.join(" ");
@@ -223,6 +266,7 @@ fn mint(state: &AppState, decision: &Decision, now: UnixTime) -> Result<Minted, 
         jti: &jti,
         org_id: decision.organization.as_ref().map(|o| o.id.as_str()),
         org_name: decision.organization.as_ref().map(|o| o.name.as_str()),
+        custom,
     };
     let json = serde_json::to_vec(&claims).map_err(|e| internal(&e.to_string()))?;
     let token = state

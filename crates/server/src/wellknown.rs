@@ -38,14 +38,22 @@ pub async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// Ready when the configuration store answers.
+/// Ready when the configuration store and the quota counters answer.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.get_meta("bootstrap_client_id").await {
-        Ok(_) => axum::Json(json!({"status": "ok", "store": "ok"})).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "unavailable", "store": "unreachable"})))
-                .into_response()
-        }
+    let store = state.store.get_meta("bootstrap_client_id").await;
+    let counters = state.counters.ping().await;
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "readiness: configuration store unreachable");
     }
+    if let Err(e) = &counters {
+        tracing::warn!(error = %e, "readiness: quota counters unreachable");
+    }
+    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
+    let body = json!({
+        "status": if store.is_ok() && counters.is_ok() { "ok" } else { "unavailable" },
+        "store": word(store.is_ok()),
+        "counters": word(counters.is_ok()),
+    });
+    let status = if store.is_ok() && counters.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
 }

@@ -6,6 +6,7 @@
 //! express (lengths, enums, patterns) and build or change domain objects. `apply` validates every
 //! field before it changes anything, so a rejected PATCH never leaves a half-updated object.
 
+mod actions;
 mod client_grants;
 mod clients;
 mod error;
@@ -17,6 +18,10 @@ mod quota;
 mod resource_servers;
 mod tenant;
 
+pub use actions::{
+    ActionCreate, ActionPatch, BindingBody, BindingRef, BindingsPatch, DependencyBody, SecretBody, TriggerBody,
+    action_view, binding_view, version_view,
+};
 pub use client_grants::{ClientGrantCreate, ClientGrantPatch, client_grant_view};
 pub use clients::{
     APP_TYPES, ClientCreate, ClientPatch, DefaultOrganizationBody, MAX_CLIENT_SECRET_LEN, MIN_CLIENT_SECRET_LEN,

@@ -61,6 +61,8 @@ pub async fn record_writes(State(state): State<AppState>, request: Request, next
             "response": {"statusCode": status.as_u16(), "body": redacted_json(&response_bytes)},
         },
     });
+    // Other instances reload what changed.
+    crate::sync::publish(&state).await;
     if !state.events.emit_durable(now, &info, event).await {
         // The change is stored but its audit record is not: say so rather than pretend success.
         return ApiError::internal("the change was stored but its audit event could not be written").into_response();

@@ -2,6 +2,7 @@
 //! the same shape: authorize (scope) → parse and validate → one store write → catalog update →
 //! Auth0-shaped response.
 
+pub mod actions;
 pub mod audit;
 pub mod auth;
 pub mod client_grants;
@@ -40,6 +41,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/organizations/{id}/quota-usage", get(organizations::quota_usage))
         .route("/log-streams", get(log_streams::list).post(log_streams::create))
         .route("/log-streams/{id}", get(log_streams::get_one).patch(log_streams::patch).delete(log_streams::delete))
+        .route("/actions/actions", get(actions::list).post(actions::create))
+        .route("/actions/actions/{id}", get(actions::get_one).patch(actions::patch).delete(actions::delete))
+        .route("/actions/actions/{id}/deploy", post(actions::deploy))
+        .route("/actions/actions/{id}/versions", get(actions::list_versions))
+        .route("/actions/triggers/{trigger}/bindings", get(actions::get_bindings).patch(actions::patch_bindings))
         .route("/logs", get(logs::list))
         .route("/logs/{id}", get(logs::get_one))
         .route("/resource-servers", get(resource_servers::list).post(resource_servers::create))
