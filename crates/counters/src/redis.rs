@@ -10,8 +10,8 @@
 //! answers again, so nothing issued is forgotten.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -65,10 +65,14 @@ pub struct RedisCounters {
     prefix: String,
     policy: FailurePolicy,
     /// Tokens issued while Redis was unreachable (policy `Allow`), not yet added to Redis.
-    /// std mutex: never held across an `.await`.
-    local: Mutex<HashMap<BucketKey, u64>>,
-    down: AtomicBool,
+    /// std mutex: never held across an `.await`. Shared with the background reconciler.
+    local: Arc<Mutex<HashMap<BucketKey, u64>>>,
+    down: Arc<AtomicBool>,
 }
+
+/// How often an instance with unreconciled outage counts tries Redis again on its own, so that an
+/// instance that gets no traffic after an outage still hands its counts over.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 
 impl RedisCounters {
     /// Connects (the connection manager reconnects by itself later). `prefix` separates
@@ -84,14 +88,42 @@ impl RedisCounters {
             .await
             .map_err(|_| CounterError::Unavailable("Redis did not answer".into()))?
             .map_err(|e| CounterError::Unavailable(format!("cannot connect to Redis: {e}")))?;
-        Ok(RedisCounters {
+        let counters = RedisCounters {
             conn,
             script: redis::Script::new(CONSUME),
             prefix: prefix.to_owned(),
             policy,
-            local: Mutex::new(HashMap::new()),
-            down: AtomicBool::new(false),
-        })
+            local: Arc::new(Mutex::new(HashMap::new())),
+            down: Arc::new(AtomicBool::new(false)),
+        };
+        if policy == FailurePolicy::Allow {
+            let background = RedisCounters {
+                conn: counters.conn.clone(),
+                script: redis::Script::new(CONSUME),
+                prefix: counters.prefix.clone(),
+                policy,
+                local: counters.local.clone(),
+                down: counters.down.clone(),
+            };
+            let weak = Arc::downgrade(&counters.local);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RECONCILE_EVERY).await;
+                    // Stop when the counters this task serves are gone.
+                    if weak.strong_count() <= 1 {
+                        return;
+                    }
+                    let pending = background.local.lock().map(|l| !l.is_empty()).unwrap_or(false);
+                    if pending && background.ping().await.is_ok() {
+                        background.reconcile().await;
+                        if background.local.lock().map(|l| l.is_empty()).unwrap_or(false) {
+                            background.down.store(false, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+        Ok(counters)
     }
 
     fn key(&self, key: &BucketKey) -> String {
@@ -464,5 +496,59 @@ mod tests {
             }
         }
         assert_eq!(granted, 5);
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use std::process::{Command, Stdio};
+
+    use ration_domain::{QuotaLimits, TokenQuota, UnixTime};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_idle_instance_hands_over_its_outage_counts_by_itself() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
+        let start = || {
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let t = std::time::Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(t.elapsed() < std::time::Duration::from_secs(10));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            child
+        };
+        let mut redis = start();
+        let url = format!("redis://127.0.0.1:{port}/");
+        let now = UnixTime::from_secs(1_800_000_000);
+        let q =
+            TokenQuota { enforce: true, limits: QuotaLimits { per_minute: None, per_hour: Some(100), per_day: None } };
+        let plan = QuotaPlan::new(Some(("idle", &q)), None, now);
+        let counters = RedisCounters::connect(&url, "idle", FailurePolicy::Allow).await.unwrap();
+        let _ = redis.kill();
+        let _ = redis.wait();
+        for _ in 0..3 {
+            assert!(matches!(counters.consume(&plan).await.unwrap(), Consumption::Granted { degraded: true, .. }));
+        }
+        let mut redis = start();
+        // No further calls on `counters`: the background task must reconcile by itself.
+        let observer = RedisCounters::connect(&url, "idle", FailurePolicy::Deny).await.unwrap();
+        let key = vec![plan.buckets[0].key.clone()];
+        let t = std::time::Instant::now();
+        loop {
+            if observer.peek(&key).await.unwrap_or_default().first() == Some(&3) {
+                break;
+            }
+            assert!(t.elapsed() < std::time::Duration::from_secs(10), "outage counts never reached Redis");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let _ = redis.kill();
+        let _ = redis.wait();
     }
 }
