@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::entity::{Client, ClientGrant, Organization, ResourceServer, TenantSettings};
+use crate::entity::{Client, ClientCredential, ClientGrant, Organization, ResourceServer, TenantSettings};
 
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
@@ -24,6 +24,8 @@ pub struct Catalog {
     /// (organization id, grant id) associations
     organization_grants: Arc<HashSet<(String, String)>>,
     tenant: Arc<TenantSettings>,
+    /// client_id -> its private_key_jwt credentials
+    credentials: Arc<HashMap<String, Vec<Arc<ClientCredential>>>>,
 }
 
 impl Catalog {
@@ -85,6 +87,7 @@ impl Catalog {
     /// Removes the client and, as Auth0 does, its grants.
     pub fn remove_client(&mut self, client_id: &str) {
         Arc::make_mut(&mut self.clients).remove(client_id);
+        Arc::make_mut(&mut self.credentials).remove(client_id);
         if let Some(grants) = Arc::make_mut(&mut self.grants_by_client).remove(client_id) {
             let all = Arc::make_mut(&mut self.grants);
             for g in &grants {
@@ -155,6 +158,27 @@ impl Catalog {
             set.insert(key);
         } else {
             set.remove(&key);
+        }
+    }
+
+    /// The client's registered public keys (any state; callers check expiry).
+    pub fn credentials(&self, client_id: &str) -> &[Arc<ClientCredential>] {
+        self.credentials.get(client_id).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn upsert_credential(&mut self, credential: ClientCredential) {
+        let list = Arc::make_mut(&mut self.credentials).entry(credential.client_id.clone()).or_default();
+        list.retain(|c| c.id != credential.id);
+        list.push(Arc::new(credential));
+    }
+
+    pub fn remove_credential(&mut self, client_id: &str, id: &str) {
+        let map = Arc::make_mut(&mut self.credentials);
+        if let Some(list) = map.get_mut(client_id) {
+            list.retain(|c| c.id != id);
+            if list.is_empty() {
+                map.remove(client_id);
+            }
         }
     }
 

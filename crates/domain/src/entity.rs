@@ -44,6 +44,10 @@ pub enum TokenEndpointAuthMethod {
     None,
     ClientSecretPost,
     ClientSecretBasic,
+    /// RFC 7523 client assertions signed with one of the client's registered public keys
+    /// ([`ClientCredential`]); the secret is not accepted. Auth0 shows this as
+    /// `token_endpoint_auth_method: null` plus `client_authentication_methods.private_key_jwt`.
+    PrivateKeyJwt,
 }
 
 impl TokenEndpointAuthMethod {
@@ -52,6 +56,7 @@ impl TokenEndpointAuthMethod {
             TokenEndpointAuthMethod::None => "none",
             TokenEndpointAuthMethod::ClientSecretPost => "client_secret_post",
             TokenEndpointAuthMethod::ClientSecretBasic => "client_secret_basic",
+            TokenEndpointAuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -60,6 +65,7 @@ impl TokenEndpointAuthMethod {
             "none" => TokenEndpointAuthMethod::None,
             "client_secret_post" => TokenEndpointAuthMethod::ClientSecretPost,
             "client_secret_basic" => TokenEndpointAuthMethod::ClientSecretBasic,
+            "private_key_jwt" => TokenEndpointAuthMethod::PrivateKeyJwt,
             _ => return None,
         })
     }
@@ -242,4 +248,30 @@ pub struct TenantSettings {
 pub struct DefaultTokenQuota {
     pub clients: Option<TokenQuota>,
     pub organizations: Option<TokenQuota>,
+}
+
+/// A public key a client signs `private_key_jwt` assertions with (Auth0's client credential of
+/// type `public_key`). Stored normalized as a public JWK, whatever form it was registered in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCredential {
+    /// `cred_…`.
+    pub id: String,
+    pub client_id: String,
+    pub name: String,
+    /// RFC 7638 thumbprint of the key, or the kid given at registration.
+    pub kid: String,
+    /// `RS256`, `RS384`, `PS256` or `ES256`.
+    pub alg: String,
+    /// The public key as a JWK (JSON text).
+    pub jwk: String,
+    /// After this the credential is kept but no longer accepted.
+    pub expires_at: Option<UnixTime>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+impl ClientCredential {
+    pub fn is_expired(&self, now: UnixTime) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
 }

@@ -134,7 +134,9 @@ pub fn category_of(event_type: &str) -> &'static str {
         | "depnote"
         | "limit_wc"
         | "limit_mu"
-        | "limit_sul" => "system.notification",
+        | "limit_sul"
+        | "client_auth_lockout"
+        | "quota_store_unavailable" => "system.notification",
         "actions_execution_failed" => "actions",
         _ => "other",
     }

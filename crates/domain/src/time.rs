@@ -32,6 +32,45 @@ impl UnixTime {
         format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
     }
 
+    /// Parses RFC 3339 in UTC (`2026-12-04T17:19:37Z`, optional fraction, `Z` or `+00:00`).
+    pub fn parse_rfc3339(text: &str) -> Option<UnixTime> {
+        let b = text.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let s = text.get(r)?;
+            if s.bytes().all(|c| c.is_ascii_digit()) { s.parse().ok() } else { None }
+        };
+        if b.len() < 20
+            || b.get(4) != Some(&b'-')
+            || b.get(7) != Some(&b'-')
+            || !matches!(b.get(10), Some(b'T' | b't'))
+            || b.get(13) != Some(&b':')
+            || b.get(16) != Some(&b':')
+        {
+            return None;
+        }
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let mut rest = text.get(19..)?;
+        let mut millis = 0i64;
+        if let Some(frac) = rest.strip_prefix('.') {
+            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            let ms: String = frac.get(..digits)?.chars().chain("000".chars()).take(3).collect();
+            millis = ms.parse().ok()?;
+            rest = frac.get(digits..)?;
+        }
+        if !matches!(rest, "Z" | "z" | "+00:00" | "-00:00") {
+            return None;
+        }
+        let days = days_from_civil(y, mo as u32, d as u32);
+        Some(UnixTime::from_millis((days * 86_400 + h * 3600 + mi * 60 + s) * 1000 + millis))
+    }
+
     /// `YYYYMMDD`-style calendar date of this instant, UTC.
     pub fn civil_date(self) -> (i64, u32, u32) {
         civil_from_days(self.secs().div_euclid(86_400))
@@ -73,6 +112,18 @@ mod tests {
         assert_eq!(UnixTime::from_millis(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
         assert_eq!(UnixTime::from_millis(1_796_405_977_123).to_rfc3339(), "2026-12-04T17:39:37.123Z");
         assert_eq!(UnixTime::from_secs(951_782_400).to_rfc3339(), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn parses_what_it_prints() {
+        for ms in [0, 1_796_405_977_123, 951_782_400_000] {
+            let t = UnixTime::from_millis(ms);
+            assert_eq!(UnixTime::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        }
+        assert_eq!(UnixTime::parse_rfc3339("2026-12-04T17:39:37+00:00"), Some(UnixTime::from_secs(1_796_405_977)));
+        for bad in ["", "2026-12-04", "2026-13-04T00:00:00Z", "2026-12-04T00:00:00+01:00", "2026-12-04T00:00:00.Z"] {
+            assert_eq!(UnixTime::parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub enum TokenError {
     /// 401 `access_denied` "Unauthorized": unknown client or wrong secret. One variant for both so
     /// that responses never tell which client ids exist.
     Unauthorized,
+    /// 401 `invalid_client`: a `private_key_jwt` assertion was refused (the text says why).
+    InvalidClientAssertion(String),
     /// 403 `unauthorized_client`: the client is paused or public.
     GrantTypeNotAllowed,
     /// 403 `access_denied`.
@@ -92,6 +94,8 @@ pub enum TokenError {
     },
     /// 429 `too_many_requests`.
     QuotaExceeded(EntityKind),
+    /// 429 `too_many_requests`: this client id or address failed authentication too often.
+    TooManyFailedAttempts,
     /// 400 (`invalid_scope`, `invalid_request`) or 500 (`server_error`): an Action called
     /// `api.access.deny(code, reason)`.
     ActionDenied {
@@ -113,6 +117,7 @@ impl TokenError {
             TokenError::BodyTooLarge(limit) => format!("Request body too large (limit {limit} bytes)"),
             TokenError::UnsupportedGrantType => "Grant type not supported".to_owned(),
             TokenError::Unauthorized => "Unauthorized".to_owned(),
+            TokenError::InvalidClientAssertion(why) => format!("Invalid client assertion: {why}"),
             TokenError::GrantTypeNotAllowed => {
                 format!("Grant type '{CLIENT_CREDENTIALS}' not allowed for the client.")
             }
@@ -140,6 +145,9 @@ impl TokenError {
             }
             TokenError::QuotaExceeded(EntityKind::Client) => "Client quota exceeded".to_owned(),
             TokenError::QuotaExceeded(EntityKind::Organization) => "Organization quota exceeded".to_owned(),
+            TokenError::TooManyFailedAttempts => {
+                "Too many failed client authentications; retry after the time in Retry-After".to_owned()
+            }
             TokenError::QuotaStoreUnavailable => "Quota counters are unavailable; retry later".to_owned(),
             TokenError::ServerError => "Internal error".to_owned(),
             TokenError::ActionDenied { reason, .. } => reason.clone(),

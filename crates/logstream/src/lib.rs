@@ -64,6 +64,8 @@ pub struct Health {
     /// Start of the current run of failures; `None` while deliveries succeed.
     pub failing_since: Option<UnixTime>,
     pub delivered_total: u64,
+    /// Delivery attempts that failed (metrics: `ration_log_stream_deliveries_total{outcome="failed"}`).
+    pub failed_attempts: u64,
 }
 
 /// Runs and supervises the workers. Cheap to clone.
@@ -271,6 +273,7 @@ async fn run(inner: Arc<Inner>, mut stream: LogStream, mut cursor: String) {
                 let mut failing_since = now;
                 update_health(&inner, &stream.id, |h| {
                     h.delivered_total += outcome.delivered as u64;
+                    h.failed_attempts += 1;
                     h.last_error = Some(error.clone());
                     h.last_error_at = Some(now);
                     failing_since = *h.failing_since.get_or_insert(now);

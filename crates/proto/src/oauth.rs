@@ -78,14 +78,24 @@ pub enum ClientAuth {
         /// The `client_id` from the body, when present.
         client_id: Option<String>,
     },
+    /// `private_key_jwt` (RFC 7523): a JWT signed with one of the client's registered keys.
+    Assertion {
+        /// The `client_id` from the body, when present (must then equal the assertion's `iss`).
+        client_id: Option<String>,
+        /// The compact JWT.
+        assertion: String,
+    },
 }
+
+/// The only `client_assertion_type` there is (RFC 7523 §2.2).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 impl ClientAuth {
     /// The client id the request claims, whatever the method.
     pub fn client_id(&self) -> Option<&str> {
         match self {
             ClientAuth::Post { client_id, .. } | ClientAuth::Basic { client_id, .. } => Some(client_id),
-            ClientAuth::None { client_id } => client_id.as_deref(),
+            ClientAuth::None { client_id } | ClientAuth::Assertion { client_id, .. } => client_id.as_deref(),
         }
     }
 }
@@ -96,6 +106,9 @@ impl fmt::Debug for ClientAuth {
         match self {
             ClientAuth::Post { client_id, .. } => {
                 f.debug_struct("Post").field("client_id", client_id).field("client_secret", &"<redacted>").finish()
+            }
+            ClientAuth::Assertion { client_id, .. } => {
+                f.debug_struct("Assertion").field("client_id", client_id).field("assertion", &"<redacted>").finish()
             }
             ClientAuth::Basic { client_id, .. } => {
                 f.debug_struct("Basic").field("client_id", client_id).field("client_secret", &"<redacted>").finish()
@@ -254,12 +267,20 @@ impl<'a> Params<'a> {
             return Err(TokenError::UnsupportedGrantType);
         }
         let basic = authorization.map(parse_basic).transpose()?.flatten();
-        let auth = client_auth(
-            basic,
-            self.client_id,
-            self.client_secret,
-            self.client_assertion.is_some() || self.client_assertion_type.is_some(),
-        )?;
+        let asserting = self.client_assertion.is_some() || self.client_assertion_type.is_some();
+        if asserting && (basic.is_some() || self.client_secret.is_some()) {
+            return Err(multiple_methods());
+        }
+        let assertion = match (self.client_assertion, self.client_assertion_type) {
+            (None, None) => None,
+            (Some(a), Some(t)) if t == JWT_BEARER => Some(a.into_owned()),
+            (Some(_), Some(_)) => {
+                return Err(invalid(format!("Invalid client_assertion_type: it must be {JWT_BEARER}")));
+            }
+            (Some(_), None) => return Err(invalid("Missing required parameter: client_assertion_type")),
+            (None, Some(_)) => return Err(invalid("Missing required parameter: client_assertion")),
+        };
+        let auth = client_auth(basic, self.client_id, self.client_secret, assertion)?;
         let request = TokenRequest {
             audience: self.audience.map(Cow::into_owned),
             // RFC 6749 §3.3: scopes are separated by single spaces; tolerate runs of them.
@@ -276,15 +297,13 @@ fn client_auth(
     basic: Option<(String, String)>,
     body_id: Option<Cow<'_, str>>,
     body_secret: Option<Cow<'_, str>>,
-    assertion: bool,
+    assertion: Option<String>,
 ) -> Result<ClientAuth, TokenError> {
-    if assertion {
+    if let Some(assertion) = assertion {
         if basic.is_some() || body_secret.is_some() {
             return Err(multiple_methods());
         }
-        // The private_key_jwt issue replaces this with a `ClientAuth` variant carrying the
-        // assertion; the method checks above already hold for it.
-        return Err(invalid("private_key_jwt client authentication is not enabled for this client"));
+        return Ok(ClientAuth::Assertion { client_id: body_id.map(Cow::into_owned), assertion });
     }
     match (basic, body_secret) {
         (Some(_), Some(_)) => Err(multiple_methods()),
@@ -460,11 +479,13 @@ pub fn token_error_status(e: &TokenError) -> (u16, &'static str) {
     match e {
         TokenError::InvalidRequest(_) => (400, "invalid_request"),
         TokenError::BodyTooLarge(_) => (413, "invalid_request"),
+        TokenError::TooManyFailedAttempts => (429, "too_many_requests"),
         TokenError::ActionDenied { code: "server_error", .. } => (500, "server_error"),
         TokenError::ActionDenied { code, .. } => (400, code),
         TokenError::ActionFailed(_) => (500, "server_error"),
         TokenError::UnsupportedGrantType => (400, "unsupported_grant_type"),
         TokenError::Unauthorized => (401, "access_denied"),
+        TokenError::InvalidClientAssertion(_) => (401, "invalid_client"),
         TokenError::GrantTypeNotAllowed => (403, "unauthorized_client"),
         TokenError::NoAudience
         | TokenError::UnknownAudience(_)
@@ -812,7 +833,25 @@ mod tests {
                 format!(
                     "{gt}&client_assertion=x&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
                 ),
-                err("private_key_jwt client authentication is not enabled for this client"),
+                Ok(ParsedTokenRequest {
+                    grant_type: "client_credentials".into(),
+                    auth: ClientAuth::Assertion { client_id: None, assertion: "x".into() },
+                    request: TokenRequest::default(),
+                }),
+            ),
+            (
+                "assertion of another type",
+                FORM,
+                None,
+                format!("{gt}&client_assertion=x&client_assertion_type=saml"),
+                err("Invalid client_assertion_type: it must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ),
+            (
+                "assertion without type",
+                FORM,
+                None,
+                format!("{gt}&client_assertion=x"),
+                err("Missing required parameter: client_assertion_type"),
             ),
             (
                 "assertion plus secret",

@@ -38,6 +38,22 @@ pub struct ServeArgs {
     /// Continuous delivery failure for this many seconds suspends a log stream.
     #[arg(long, env = "RATION_LOG_STREAM_SUSPEND_AFTER_SECS")]
     pub log_stream_suspend_after_secs: Option<u64>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "RATION_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "RATION_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Longest lifetime (exp - now, seconds) accepted in a private_key_jwt assertion (default 300).
+    #[arg(long, env = "RATION_CLIENT_ASSERTION_MAX_LIFETIME_SECS")]
+    pub client_assertion_max_lifetime_secs: Option<i64>,
+    /// Most connections served at once (default 10000).
+    #[arg(long, env = "RATION_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Time a client has to send its request headers (and finish a TLS handshake), in
+    /// milliseconds (default 10000).
+    #[arg(long, env = "RATION_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
     /// `postgres://…`: configuration and events in PostgreSQL instead of the embedded store.
     #[arg(long, env = "RATION_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -77,6 +93,16 @@ pub struct FileConfig {
     pub log_streams: Option<LogStreamsFile>,
     /// `[actions]` settings.
     pub actions: Option<ActionsFile>,
+    /// PEM certificate chain (HTTPS).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Most connections served at once.
+    pub max_connections: Option<usize>,
+    /// Longest accepted client-assertion lifetime in seconds.
+    pub client_assertion_max_lifetime_secs: Option<i64>,
+    /// Header read timeout in milliseconds.
+    pub header_read_timeout_ms: Option<u64>,
     /// PostgreSQL URL.
     pub database_url: Option<String>,
     /// Redis URL.
@@ -130,6 +156,10 @@ pub struct Settings {
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
     pub redis_prefix: String,
+    /// Both or neither.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub assertion_max_lifetime_secs: i64,
+    pub listener_limits: ration_server::listener::Limits,
     pub quota_store_failure: ration_counters::FailurePolicy,
 }
 
@@ -187,6 +217,29 @@ impl Settings {
         {
             bail!("invalid redis_url: expected redis://… or rediss://…");
         }
+        let tls = match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => bail!("set both tls_cert and tls_key (or neither)"),
+        };
+        let mut listener_limits = ration_server::listener::Limits::default();
+        if let Some(n) = args.max_connections.or(file.max_connections) {
+            if n == 0 {
+                bail!("max_connections must be at least 1");
+            }
+            listener_limits.max_connections = n;
+        }
+        if let Some(ms) = args.header_read_timeout_ms.or(file.header_read_timeout_ms) {
+            if ms == 0 {
+                bail!("header_read_timeout_ms must be at least 1");
+            }
+            listener_limits.header_read_timeout = std::time::Duration::from_millis(ms);
+        }
+        let assertion_max_lifetime_secs =
+            args.client_assertion_max_lifetime_secs.or(file.client_assertion_max_lifetime_secs).unwrap_or(300);
+        if !(1..=86_400).contains(&assertion_max_lifetime_secs) {
+            bail!("client_assertion_max_lifetime_secs must be between 1 and 86400");
+        }
         let redis_prefix = args.redis_prefix.clone().or(file.redis_prefix).unwrap_or_else(|| "ration".to_owned());
         if redis_prefix.is_empty() || redis_prefix.contains(['{', '}', ' ']) {
             bail!("invalid redis_prefix {redis_prefix:?}: must be non-empty, without braces or spaces");
@@ -201,6 +254,9 @@ impl Settings {
             database_url,
             redis_url,
             redis_prefix,
+            tls,
+            assertion_max_lifetime_secs,
+            listener_limits,
             quota_store_failure,
             issuer,
             data_dir,

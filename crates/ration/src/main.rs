@@ -1,28 +1,47 @@
 //! The `ration` binary: `ration serve` runs the server; further subcommands form the operator CLI.
 
+mod cli;
 mod config;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ration_server::{Server, ServerConfig};
 
 #[derive(Parser)]
 #[command(name = "ration", version, about = "OAuth 2.0 client-credentials server with exact token quotas")]
 struct Cli {
+    #[command(flatten)]
+    global: cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
 
+// Parsed once per process: the size of the `serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
     Serve(config::ServeArgs),
+    #[command(flatten)]
+    Operator(cli::Command),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Operator(command) => return cli::run(cli.global, command),
+    };
+    if cli.global.any() {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--profile and --json are operator CLI flags; `serve` does not take them",
+            )
+            .exit();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RATION_LOG")
@@ -37,11 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve(args).await,
-        }
-    });
+    let result = runtime.block_on(serve(args));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -57,7 +72,13 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot bind {}", settings.listen))?;
     let local = listener.local_addr()?;
-    let base_url = format!("http://{local}");
+    // Load the certificate before anything else, so a bad one fails fast with a clear message.
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(ration_server::listener::tls_acceptor(cert, key).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base_url = format!("{scheme}://{local}");
     let issuer = settings.issuer.clone().unwrap_or_else(|| format!("{base_url}/"));
 
     let bootstrap_credentials = match (
@@ -82,6 +103,11 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         redis_url: settings.redis_url.clone(),
         redis_prefix: settings.redis_prefix.clone(),
         quota_store_failure: settings.quota_store_failure,
+        assertion_max_lifetime_secs: settings.assertion_max_lifetime_secs,
+        metrics_top_clients: match std::env::var("RATION_METRICS_TOP_CLIENTS") {
+            Ok(v) if !v.is_empty() => v.parse().context("RATION_METRICS_TOP_CLIENTS must be a non-negative integer")?,
+            _ => ration_server::metrics::DEFAULT_TOP_CLIENTS,
+        },
         clock_offset_millis: match std::env::var("RATION_TEST_CLOCK_OFFSET_MS") {
             Ok(v) if !v.is_empty() => v.parse().context("RATION_TEST_CLOCK_OFFSET_MS must be an integer")?,
             _ => 0,
@@ -104,7 +130,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     );
     tracing::info!(%issuer, data_dir = %settings.data_dir.display(), "ration started");
 
-    ration_server::serve(listener, server.router(), shutdown_signal()).await?;
+    ration_server::serve(listener, server.router(), tls, settings.listener_limits.clone(), shutdown_signal()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
 }

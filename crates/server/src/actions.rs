@@ -161,7 +161,10 @@ pub async fn run(
         event: event(state, decision, request, grant_type, info),
         now_millis: now.millis,
     };
-    match state.actions.run(job).await {
+    let started = std::time::Instant::now();
+    let outcome = state.actions.run(job).await;
+    state.metrics.action_ran(started, matches!(outcome, JobOutcome::Failed { .. }));
+    match outcome {
         JobOutcome::Allowed { custom_claims, logs } => Ok(Some(Ran { custom_claims, logs })),
         JobOutcome::Denied { code, reason, logs, .. } => {
             Err((TokenError::ActionDenied { code: code.as_str(), reason }, logs))

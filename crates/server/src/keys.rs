@@ -234,17 +234,31 @@ impl SigningKey {
 pub struct KeyRing {
     by_kid: HashMap<String, Arc<SigningKey>>,
     current: HashMap<SigningAlg, Arc<SigningKey>>,
+    /// Published ahead of use: the key the next rotation makes current.
+    next: HashMap<SigningAlg, Arc<SigningKey>>,
     /// `/.well-known/jwks.json`, rendered once per change.
     jwks: Arc<str>,
 }
 
 impl KeyRing {
-    /// Opens stored keys. The newest `current` key of each algorithm signs; every key that is not
-    /// revoked is published and accepted for verification.
-    pub fn open(stored: &[StoredKey], master: &MasterKey) -> Result<KeyRing, KeyError> {
+    /// Opens stored keys. The newest `current` key of each algorithm signs. Published and accepted
+    /// for verification: `current` and `next` keys, and `previous` keys until `max_token_lifetime`
+    /// after they were retired (every token they signed has expired by then). Revoked keys are
+    /// neither.
+    pub fn open(
+        stored: &[StoredKey],
+        master: &MasterKey,
+        now: UnixTime,
+        max_token_lifetime_secs: i64,
+    ) -> Result<KeyRing, KeyError> {
         let mut ring = KeyRing::default();
         for s in stored {
-            if s.state == "revoked" {
+            let live = match s.state.as_str() {
+                "current" | "next" => true,
+                "previous" => s.state_changed_at.secs() + max_token_lifetime_secs > now.secs(),
+                _ => false,
+            };
+            if !live {
                 continue;
             }
             let pkcs8 = master
@@ -254,8 +268,14 @@ impl KeyRing {
             if key.kid != s.kid {
                 return Err(KeyError::Unseal { kid: s.kid.clone() });
             }
-            if s.state == "current" {
-                ring.current.insert(key.alg, key.clone());
+            match s.state.as_str() {
+                "current" => {
+                    ring.current.insert(key.alg, key.clone());
+                }
+                "next" => {
+                    ring.next.insert(key.alg, key.clone());
+                }
+                _ => {}
             }
             ring.by_kid.insert(key.kid.clone(), key);
         }
@@ -267,6 +287,15 @@ impl KeyRing {
 
     pub fn has_current(&self, alg: SigningAlg) -> bool {
         self.current.contains_key(&alg)
+    }
+
+    pub fn has_next(&self, alg: SigningAlg) -> bool {
+        self.next.contains_key(&alg)
+    }
+
+    /// Whether `kid` is published (and so accepted for verification).
+    pub fn publishes(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
     }
 
     pub fn jwks(&self) -> Arc<str> {
@@ -365,9 +394,10 @@ mod tests {
                 sealed_private_key: m.seal(&pkcs8, key.kid.as_bytes()).unwrap(),
                 state: "current".into(),
                 created_at: now,
+                state_changed_at: now,
             });
         }
-        let ring = KeyRing::open(&stored, &m).unwrap();
+        let ring = KeyRing::open(&stored, &m, now, 86_400).unwrap();
         for alg in [SigningAlg::RS256, SigningAlg::RS512, SigningAlg::PS256, SigningAlg::ES256, SigningAlg::EdDSA] {
             let token = ring.sign(alg, None, br#"{"sub":"x"}"#).unwrap();
             let claims = ring.verify(&token).unwrap();

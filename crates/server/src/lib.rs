@@ -8,12 +8,18 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
 
 pub mod actions;
+pub mod body;
 pub mod bootstrap;
+pub mod bruteforce;
+pub mod client_keys;
 pub mod clock;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 mod files;
 pub mod keys;
+pub mod listener;
+pub mod metrics;
 pub mod mgmt;
 pub mod quota;
 pub mod secrets;
@@ -73,6 +79,12 @@ pub struct ServerConfig {
     pub redis_prefix: String,
     /// What to do when Redis is unreachable.
     pub quota_store_failure: FailurePolicy,
+    /// Clients with their own `/metrics` series (the rest are summed under `client="other"`);
+    /// also the number of quota usage gauges. Default [`metrics::DEFAULT_TOP_CLIENTS`].
+    pub metrics_top_clients: usize,
+    /// Longest `exp - now` accepted in a `private_key_jwt` assertion (Auth0: 5 minutes; some
+    /// client libraries default to an hour).
+    pub assertion_max_lifetime_secs: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,9 +166,10 @@ impl Server {
         )
         .await?;
         spawn_retention(store.clone(), clock.clone(), config.log_retention_days);
-        // One JS worker per core: QuickJS is single-threaded, and Actions must never run on the
-        // async executor.
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // QuickJS is single-threaded and Actions must never run on the async executor, so they get
+        // worker threads. More workers than cores: a runaway Action holds its worker until the
+        // timeout, and the others must keep serving meanwhile.
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(4).max(4);
         let actions = ration_actions::ActionPool::start(
             workers,
             config.action_limits.clone(),
@@ -179,7 +192,9 @@ impl Server {
         .await?;
 
         let catalog = store.load_catalog().await?;
-        let keys = KeyRing::open(&store.list_signing_keys().await?, &master)?;
+        let max_lifetime =
+            catalog.resource_servers().map(|rs| i64::from(rs.token_lifetime)).max().unwrap_or(86_400).max(86_400);
+        let keys = KeyRing::open(&store.list_signing_keys().await?, &master, now, max_lifetime)?;
         let state = AppState::new(Inner {
             store,
             catalog: ArcSwap::from_pointee(catalog),
@@ -187,15 +202,18 @@ impl Server {
             master,
             secrets,
             issuer: config.issuer.clone(),
+            assertion_max_lifetime_secs: config.assertion_max_lifetime_secs,
             instance_id,
             mgmt_audience,
             clock,
             counters,
             events,
+            bruteforce: bruteforce::Guard::new(bruteforce::Settings::default()),
             deliveries,
             actions,
             bound_actions: ArcSwap::from_pointee(Vec::new()),
             writes: tokio::sync::Mutex::new(()),
+            metrics: metrics::Metrics::new(config.metrics_top_clients),
         });
 
         // Every algorithm in use needs a current key (the Management API's RS256 on first start).
@@ -209,6 +227,7 @@ impl Server {
         setup_lease.release(state.store.as_ref(), state.clock.as_ref()).await;
         actions::reload_bound(&state).await.map_err(|e| StartError::Setup(e.message))?;
         sync::start(state.clone()).await?;
+        spawn_key_refresh(state.clone());
         Ok(Server { state, generated_credentials: generated })
     }
 
@@ -225,7 +244,10 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/oauth-authorization-server", get(wellknown::discovery))
         .route("/healthz", get(wellknown::healthz))
         .route("/readyz", get(wellknown::readyz))
+        // Unauthenticated, as Prometheus expects: keep it off the public internet (see metrics.rs).
+        .route("/metrics", get(metrics::get_metrics))
         .nest("/api/v2", mgmt::router(state.clone()))
+        .nest("/dashboard", dashboard::router())
         .fallback(|| async { error::ApiError::not_found("Not Found", "inexistent_path") })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None)
@@ -282,6 +304,21 @@ fn spawn_pruning(counters: Arc<EmbeddedCounters>, clock: Arc<SystemClock>) {
     });
 }
 
+/// Previous signing keys leave the JWKS once every token they signed has expired; reloading the
+/// ring hourly applies that without a restart.
+fn spawn_key_refresh(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.reload_keys().await {
+                tracing::error!(error = %e.message, "cannot reload signing keys");
+            }
+        }
+    });
+}
+
 /// Deletes events past the retention period: at start, then hourly.
 fn spawn_retention(store: Arc<dyn ConfigStore>, clock: Arc<SystemClock>, days: u32) {
     tokio::spawn(async move {
@@ -295,16 +332,20 @@ fn spawn_retention(store: Arc<dyn ConfigStore>, clock: Arc<SystemClock>, days: u
                 Ok(n) => tracing::info!(n, days, "pruned events past retention"),
                 Err(e) => tracing::error!(error = %e, "event retention pruning failed"),
             }
+            if let Err(e) = store.prune_once(now).await {
+                tracing::error!(error = %e, "pruning used assertion ids failed");
+            }
         }
     });
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish (see `listener`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: listener::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+    listener::serve(listener, router, tls, limits, shutdown).await
 }

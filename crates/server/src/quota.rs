@@ -24,10 +24,16 @@ pub async fn precheck(state: &AppState, plan: &QuotaPlan, now: UnixTime) -> Resu
     let keys: Vec<_> = plan.buckets.iter().map(|b| b.key.clone()).collect();
     match state.counters.peek(&keys).await {
         Ok(used) => match plan.first_exhausted(&used) {
-            Some(exhausted) => Err(rejection(plan, &used, exhausted, now)),
+            Some(exhausted) => {
+                state.metrics.quota_rejected(plan, exhausted);
+                Err(rejection(plan, &used, exhausted, now))
+            }
             None => Ok(()),
         },
-        Err(e) => Err(unavailable(e)),
+        Err(e) => {
+            state.metrics.counter_store_error();
+            Err(unavailable(e))
+        }
     }
 }
 
@@ -53,13 +59,21 @@ pub async fn consume(
     match state.counters.consume(plan).await {
         Ok(Consumption::Granted { after, degraded }) => {
             if degraded {
+                // Policy `allow` hid a counter store failure from the client, not from operators.
+                state.metrics.counter_store_error();
                 degraded_warning(state, decision, now, info);
             }
             warn_on_thresholds(state, decision, plan, &after, now, info);
             Ok(quota_headers(plan, &after, now))
         }
-        Ok(Consumption::Rejected { exhausted, used }) => Err(rejection(plan, &used, exhausted, now)),
-        Err(e) => Err(unavailable(e)),
+        Ok(Consumption::Rejected { exhausted, used }) => {
+            state.metrics.quota_rejected(plan, exhausted);
+            Err(rejection(plan, &used, exhausted, now))
+        }
+        Err(e) => {
+            state.metrics.counter_store_error();
+            Err(unavailable(e))
+        }
     }
 }
 
@@ -183,6 +197,6 @@ pub async fn usage(
     now: UnixTime,
 ) -> Result<Vec<BucketState>, CounterError> {
     let keys: Vec<_> = plan.buckets.iter().map(|b| b.key.clone()).collect();
-    let used = state.counters.peek(&keys).await?;
+    let used = state.counters.peek(&keys).await.inspect_err(|_| state.metrics.counter_store_error())?;
     Ok(states_for(plan, &used, entity, now))
 }

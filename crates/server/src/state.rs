@@ -28,6 +28,8 @@ pub struct Inner {
     pub secrets: SecretHasher,
     /// Always ends with `/`.
     pub issuer: String,
+    /// Longest `exp - now` accepted in a client assertion, in seconds.
+    pub assertion_max_lifetime_secs: i64,
     /// Random name of this process among instances sharing a store.
     pub instance_id: String,
     /// `<issuer>api/v2/`: the audience of Management API tokens.
@@ -36,6 +38,8 @@ pub struct Inner {
     /// Quota counters (embedded journal, or Redis in distributed mode).
     pub counters: Arc<dyn Counters>,
     pub events: EventLog,
+    /// Failed client authentications per client id and address.
+    pub bruteforce: crate::bruteforce::Guard,
     pub deliveries: ration_logstream::Deliveries,
     /// The credentials-exchange Actions runtime.
     pub actions: ration_actions::ActionPool,
@@ -44,6 +48,8 @@ pub struct Inner {
     /// Serializes Management API writes, so that the store and the catalog change in the same
     /// order. A tokio mutex because the store write is awaited while it is held.
     pub writes: tokio::sync::Mutex<()>,
+    /// Prometheus metrics (`GET /metrics`); recorded on the request path without awaiting.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -69,12 +75,28 @@ impl AppState {
         self.catalog.store(Arc::new(next));
     }
 
-    /// Makes sure a current signing key exists for `alg`, generating and storing one if needed.
-    /// Called when an API starts using an algorithm, never on the token path.
+    /// Makes sure `alg` has a current key and a published next one, generating and storing what is
+    /// missing. Called when an API starts using an algorithm, never on the token path.
     pub async fn ensure_signing_key(&self, alg: SigningAlg) -> Result<(), crate::error::ApiError> {
-        if alg == SigningAlg::HS256 || self.keys.load().has_current(alg) {
+        if alg == SigningAlg::HS256 {
             return Ok(());
         }
+        let keys = self.keys.load();
+        let (has_current, has_next) = (keys.has_current(alg), keys.has_next(alg));
+        if has_current && has_next {
+            return Ok(());
+        }
+        if !has_current {
+            self.generate_key(alg, "current").await?;
+        }
+        if !has_next {
+            self.generate_key(alg, "next").await?;
+        }
+        self.reload_keys().await
+    }
+
+    /// Generates, seals and stores a key for `alg` in `state`; returns its kid.
+    pub async fn generate_key(&self, alg: SigningAlg, state: &str) -> Result<String, crate::error::ApiError> {
         let now = self.now();
         // RSA key generation takes tens to hundreds of milliseconds: keep it off the executor.
         let (key, pkcs8) = tokio::task::spawn_blocking(move || SigningKey::generate(alg, now))
@@ -84,18 +106,29 @@ impl AppState {
             kid: key.kid.clone(),
             alg,
             sealed_private_key: self.master.seal(&pkcs8, key.kid.as_bytes())?,
-            state: "current".into(),
+            state: state.into(),
             created_at: now,
+            state_changed_at: now,
         };
         self.store.insert_signing_key(&stored).await?;
-        self.reload_keys().await?;
-        tracing::info!(kid = %stored.kid, alg = alg.as_str(), "generated signing key");
-        Ok(())
+        tracing::info!(kid = %stored.kid, alg = alg.as_str(), state, "generated signing key");
+        Ok(stored.kid)
+    }
+
+    /// The longest `token_lifetime` of any API: how long a retired key must stay published.
+    pub fn max_token_lifetime_secs(&self) -> i64 {
+        self.catalog
+            .load()
+            .resource_servers()
+            .map(|rs| i64::from(rs.token_lifetime))
+            .max()
+            .unwrap_or(86_400)
+            .max(86_400)
     }
 
     pub async fn reload_keys(&self) -> Result<(), crate::error::ApiError> {
         let stored = self.store.list_signing_keys().await?;
-        let ring = KeyRing::open(&stored, &self.master)?;
+        let ring = KeyRing::open(&stored, &self.master, self.now(), self.max_token_lifetime_secs())?;
         self.keys.store(Arc::new(ring));
         Ok(())
     }

@@ -63,13 +63,19 @@ struct Attempt {
 }
 
 pub async fn post_token(State(state): State<AppState>, request: Request) -> Response {
+    // Metrics: latency from here to the response, whatever the outcome.
+    let started = std::time::Instant::now();
     let now = state.now();
     let (parts, body) = request.into_parts();
     let info = request_info(&parts.headers, &parts.extensions);
     let mut attempt = Attempt::default();
     match issue(&state, &parts.headers, body, now, &info, &mut attempt).await {
-        Ok(response) => response,
+        Ok(response) => {
+            state.metrics.token_issued(attempt.client_id.as_deref(), started);
+            response
+        }
         Err(e) => {
+            state.metrics.token_refused(&e.error, started);
             record_failure(&state, now, &info, &attempt, &e.error);
             e.into_response()
         }
@@ -110,8 +116,37 @@ async fn issue(
     attempt.scope = parsed.request.scope.as_ref().map(|s| s.join(" "));
     attempt.organization = parsed.request.organization.clone();
 
+    let client_id = parsed.auth.client_id();
+    match state.bruteforce.check(client_id, &info.ip, now) {
+        crate::bruteforce::Verdict::Allow => {}
+        crate::bruteforce::Verdict::Slow(delay) => tokio::time::sleep(delay).await,
+        crate::bruteforce::Verdict::Locked { retry_after } => {
+            let mut e = OAuthError::from(TokenError::TooManyFailedAttempts);
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                e.headers.push((header::RETRY_AFTER, v));
+            }
+            return Err(e);
+        }
+    }
     let catalog = state.catalog.load();
-    let client = authenticate(state, &catalog, &parsed.auth)?;
+    let authenticated = match &parsed.auth {
+        ClientAuth::Assertion { client_id, assertion } => {
+            crate::client_keys::authenticate(state, &catalog, client_id.as_deref(), assertion, now).await
+        }
+        other => authenticate(state, &catalog, other),
+    };
+    let client = match authenticated {
+        Ok(client) => {
+            state.bruteforce.success(&client.client_id);
+            client
+        }
+        Err(e) => {
+            for lockout in state.bruteforce.failure(client_id, &info.ip, now) {
+                record_lockout(state, now, info, &lockout);
+            }
+            return Err(e.into());
+        }
+    };
     let decision = ration_domain::token::decide(&catalog, client, &parsed.request)?;
     let plan = decision.quota_plan(&catalog, now);
     crate::quota::precheck(state, &plan, now).await?;
@@ -204,8 +239,30 @@ fn record_failure(state: &AppState, now: UnixTime, info: &RequestInfo, attempt: 
     state.events.emit(now, info, event);
 }
 
+/// Every lockout is an event, so operators see guessing attempts.
+fn record_lockout(state: &AppState, now: UnixTime, info: &RequestInfo, lockout: &crate::bruteforce::Lockout) {
+    let mut event = json!({
+        "type": "client_auth_lockout",
+        "description": format!(
+            "Client authentication locked for {} {} after {} failures",
+            lockout.key_type, lockout.key, lockout.failures
+        ),
+        "details": {"key_type": lockout.key_type, "key": lockout.key, "failures": lockout.failures,
+                    "locked_until": lockout.until.to_rfc3339()},
+    });
+    if lockout.key_type == "client_id" {
+        event["client_id"] = json!(lockout.key);
+    }
+    state.events.emit(now, info, event);
+}
+
 async fn read_body(body: Body) -> Result<Bytes, OAuthError> {
-    axum::body::to_bytes(body, TOKEN_BODY_LIMIT).await.map_err(|_| TokenError::BodyTooLarge(TOKEN_BODY_LIMIT).into())
+    crate::body::read_limited(body, TOKEN_BODY_LIMIT).await.map_err(|e| match e {
+        crate::body::ReadError::TooLarge => TokenError::BodyTooLarge(TOKEN_BODY_LIMIT).into(),
+        crate::body::ReadError::Broken => {
+            TokenError::InvalidRequest("The request body could not be read".into()).into()
+        }
+    })
 }
 
 /// Unknown client, wrong secret and a public client all get the same answer, so that the endpoint
@@ -215,11 +272,15 @@ fn authenticate<'c>(state: &AppState, catalog: &'c Catalog, auth: &ClientAuth) -
         ClientAuth::Post { client_id, client_secret } | ClientAuth::Basic { client_id, client_secret } => {
             (client_id, client_secret)
         }
-        ClientAuth::None { .. } => return Err(TokenError::Unauthorized),
+        ClientAuth::None { .. } | ClientAuth::Assertion { .. } => return Err(TokenError::Unauthorized),
     };
     let client = catalog.client(client_id).ok_or(TokenError::Unauthorized)?;
-    if client.token_endpoint_auth_method == ration_domain::TokenEndpointAuthMethod::None
-        || !state.secrets.verify(secret, &client.secret_hash)
+    // Public clients have no secret, and private_key_jwt clients must sign (Auth0 keeps the two
+    // methods mutually exclusive).
+    if matches!(
+        client.token_endpoint_auth_method,
+        ration_domain::TokenEndpointAuthMethod::None | ration_domain::TokenEndpointAuthMethod::PrivateKeyJwt
+    ) || !state.secrets.verify(secret, &client.secret_hash)
     {
         return Err(TokenError::Unauthorized);
     }

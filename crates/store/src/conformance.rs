@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
             actions_versions_and_bindings,
             concurrent_binding_replacements_do_not_mix,
             nul_characters_in_keys_find_nothing,
+            client_credentials_and_single_use_keys,
         );
     };
     (@each $harness:ty; $($name:ident),* $(,)?) => {
@@ -590,6 +591,7 @@ pub(crate) async fn signing_keys_and_meta(h: &impl Harness) {
         sealed_private_key: (0..=255).chain([0, kid.len() as u8]).collect(),
         state: "current".to_owned(),
         created_at: UnixTime::from_millis(at),
+        state_changed_at: UnixTime::from_millis(at),
     };
     // Inserted out of time order: listed oldest first.
     let keys = [
@@ -602,6 +604,20 @@ pub(crate) async fn signing_keys_and_meta(h: &impl Harness) {
     }
     assert_eq!(conflict(store.insert_signing_key(&keys[0]).await), "kid");
     assert_eq!(store.list_signing_keys().await.expect("list"), keys.to_vec());
+    // A rotation changes several states at once, or none.
+    let at = UnixTime::from_millis(999);
+    store
+        .set_signing_key_states(&[("k-rsa".into(), "previous".into()), ("k-ec".into(), "revoked".into())], at)
+        .await
+        .expect("set states");
+    let listed = store.list_signing_keys().await.expect("list");
+    assert_eq!((listed[0].state.as_str(), listed[0].state_changed_at), ("previous", at));
+    assert_eq!(listed[1].state, "revoked");
+    let missing = store
+        .set_signing_key_states(&[("k-ed".into(), "previous".into()), ("nope".into(), "revoked".into())], at)
+        .await;
+    assert!(matches!(missing, Err(crate::StoreError::NotFound)));
+    assert_eq!(store.list_signing_keys().await.expect("list")[2].state, "current", "nothing partial");
 
     assert_eq!(store.get_meta("bootstrapped").await.expect("get"), None);
     store.set_meta("bootstrapped", "1").await.expect("set");
@@ -955,4 +971,40 @@ pub(crate) async fn nul_characters_in_keys_find_nothing(h: &impl Harness) {
     let after = |l: &str| EventQuery { after_log_id: Some(l.into()), ..event_query() };
     assert_eq!(store.list_events(&after("000\0z")).await.expect("list").total, 1);
     assert_eq!(store.list_events(&after("0001\0")).await.expect("list").total, 0);
+}
+
+pub(crate) async fn client_credentials_and_single_use_keys(h: &impl Harness) {
+    let store = h.store();
+    store.insert_client(&client("c1")).await.expect("client");
+    let t = |ms: i64| UnixTime::from_millis(ms);
+    let cred = |id: &str| ration_domain::ClientCredential {
+        id: id.to_owned(),
+        client_id: "c1".to_owned(),
+        name: "laptop".to_owned(),
+        kid: format!("kid-{id}"),
+        alg: "RS256".to_owned(),
+        jwk: r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#.to_owned(),
+        expires_at: Some(t(9_000)),
+        created_at: t(1),
+        updated_at: t(1),
+    };
+    store.insert_credential(&cred("cred_a")).await.expect("insert");
+    store.insert_credential(&cred("cred_b")).await.expect("insert");
+    assert_eq!(conflict(store.insert_credential(&cred("cred_a")).await), "id");
+    let mut changed = cred("cred_a");
+    changed.expires_at = None;
+    store.update_credential(&changed).await.expect("update");
+    assert_eq!(store.list_credentials("c1").await.expect("list"), vec![changed.clone(), cred("cred_b")]);
+    let catalog = store.load_catalog().await.expect("catalog");
+    assert_eq!(catalog.credentials("c1").len(), 2);
+    assert!(matches!(store.delete_credential("other", "cred_b").await, Err(StoreError::NotFound)));
+    store.delete_credential("c1", "cred_b").await.expect("delete");
+    store.delete_client("c1").await.expect("delete client");
+    assert!(store.list_credentials("c1").await.expect("list").is_empty(), "credentials go with their client");
+
+    assert!(store.claim_once("jti:c1:x", t(5_000), t(1_000)).await.expect("claim"));
+    assert!(!store.claim_once("jti:c1:x", t(6_000), t(2_000)).await.expect("claim"), "a replay");
+    assert!(store.claim_once("jti:c1:x", t(9_000), t(5_000)).await.expect("claim"), "expired: usable again");
+    assert!(store.claim_once("jti:c1:y", t(3_000), t(2_000)).await.expect("claim"));
+    assert_eq!(store.prune_once(t(4_000)).await.expect("prune"), 1);
 }

@@ -18,8 +18,8 @@ mod sqlite;
 
 use async_trait::async_trait;
 use ration_domain::{
-    Action, ActionBinding, ActionVersion, Catalog, Client, ClientGrant, LogStream, Organization, ResourceServer,
-    SigningAlg, TenantSettings, UnixTime,
+    Action, ActionBinding, ActionVersion, Catalog, Client, ClientCredential, ClientGrant, LogStream, Organization,
+    ResourceServer, SigningAlg, TenantSettings, UnixTime,
 };
 
 pub use postgres::PgStore;
@@ -110,9 +110,12 @@ pub struct StoredKey {
     pub alg: SigningAlg,
     /// Encrypted PKCS#8 private key (server's `keys` module seals and opens it).
     pub sealed_private_key: Vec<u8>,
-    /// `current`, `next`, `previous` or `revoked` (key rotation; the core only uses `current`).
+    /// `current` (signs), `next` (published, signs after the next rotation), `previous`
+    /// (published until its tokens expire) or `revoked` (neither published nor accepted).
     pub state: String,
     pub created_at: UnixTime,
+    /// When `state` last changed.
+    pub state_changed_at: UnixTime,
 }
 
 #[async_trait]
@@ -168,6 +171,9 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<()>;
     /// All keys, oldest first.
     async fn list_signing_keys(&self) -> Result<Vec<StoredKey>>;
+    /// Changes the state of several keys in one transaction (a rotation must never be half done).
+    /// `NotFound` if any kid is unknown.
+    async fn set_signing_key_states(&self, changes: &[(String, String)], at: UnixTime) -> Result<()>;
 
     /// Appends events in one transaction; an event whose `log_id` is already stored is skipped, so
     /// replaying a batch is harmless.
@@ -235,6 +241,20 @@ pub trait ConfigStore: Send + Sync + 'static {
     fn is_shared(&self) -> bool {
         false
     }
+
+    /// `Conflict("id")` if the id exists.
+    async fn insert_credential(&self, credential: &ClientCredential) -> Result<()>;
+    async fn update_credential(&self, credential: &ClientCredential) -> Result<()>;
+    /// `NotFound` unless the client has this credential.
+    async fn delete_credential(&self, client_id: &str, id: &str) -> Result<()>;
+    /// The client's credentials, oldest first.
+    async fn list_credentials(&self, client_id: &str) -> Result<Vec<ClientCredential>>;
+
+    /// Records `key` as used until `expires_at`; `false` if it is already recorded and has not
+    /// expired at `now` (a replay). Instances sharing the store see each other's keys.
+    async fn claim_once(&self, key: &str, expires_at: UnixTime, now: UnixTime) -> Result<bool>;
+    /// Forgets keys expired at `now`.
+    async fn prune_once(&self, now: UnixTime) -> Result<u64>;
 
     /// Small named values (bootstrap markers).
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;

@@ -580,3 +580,46 @@ pub(crate) fn action_version_from_row(
         created_at: UnixTime::from_millis(d.created_at),
     })
 }
+
+#[derive(Serialize, Deserialize)]
+struct CredentialDoc {
+    name: String,
+    kid: String,
+    alg: String,
+    jwk: String,
+    #[serde(default)]
+    expires_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// The `doc` of a client credential (id and client_id are columns).
+pub(crate) fn credential_doc(c: &ration_domain::ClientCredential) -> Result<String> {
+    encode(
+        "client credential",
+        &CredentialDoc {
+            name: c.name.clone(),
+            kid: c.kid.clone(),
+            alg: c.alg.clone(),
+            jwk: c.jwk.clone(),
+            expires_at: c.expires_at.map(|t| t.millis),
+            created_at: c.created_at.millis,
+            updated_at: c.updated_at.millis,
+        },
+    )
+}
+
+pub(crate) fn credential_from_row(id: String, client_id: String, doc: &str) -> Result<ration_domain::ClientCredential> {
+    let d: CredentialDoc = decode("client credential", &id, doc)?;
+    Ok(ration_domain::ClientCredential {
+        id,
+        client_id,
+        name: d.name,
+        kid: d.kid,
+        alg: d.alg,
+        jwk: d.jwk,
+        expires_at: d.expires_at.map(UnixTime::from_millis),
+        created_at: UnixTime::from_millis(d.created_at),
+        updated_at: UnixTime::from_millis(d.updated_at),
+    })
+}

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ration_domain::{
-    Action, ActionBinding, ActionVersion, Catalog, Client, ClientGrant, Durability, LogStream, Organization,
-    ResourceServer, SigningAlg, TenantSettings, UnixTime,
+    Action, ActionBinding, ActionVersion, Catalog, Client, ClientCredential, ClientGrant, Durability, LogStream,
+    Organization, ResourceServer, SigningAlg, TenantSettings, UnixTime,
 };
 use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -64,6 +64,8 @@ fn migrator() -> Migrator {
 pub struct SqliteStore {
     pool: SqlitePool,
 }
+
+const SET_KEY_STATE: &str = "UPDATE signing_keys SET state = ?, state_changed_at = ? WHERE kid = ?";
 
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `path` and brings its schema up to date.
@@ -233,6 +235,15 @@ impl ConfigStore for SqliteStore {
             catalog.set_organization_grant(&organization_id, &grant_id, true);
         }
 
+        let credentials: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT id, client_id, doc FROM client_credentials ORDER BY seq")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        for (id, client_id, doc) in credentials {
+            catalog.upsert_credential(records::credential_from_row(id, client_id, &doc)?);
+        }
+
         let tenant: Option<String> = sqlx::query_scalar("SELECT doc FROM tenant_settings WHERE id = 1")
             .fetch_optional(&mut *tx)
             .await
@@ -273,6 +284,11 @@ impl ConfigStore for SqliteStore {
             .await
             .map_err(backend)?;
         require_row(result)?;
+        sqlx::query("DELETE FROM client_credentials WHERE client_id = ?")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         sqlx::query(
             "DELETE FROM organization_client_grants \
              WHERE grant_id IN (SELECT id FROM client_grants WHERE client_id = ?)",
@@ -630,13 +646,15 @@ impl ConfigStore for SqliteStore {
 
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<()> {
         sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, sealed_private_key, state, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO signing_keys (kid, alg, sealed_private_key, state, created_at, state_changed_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(key.kid.as_str())
         .bind(key.alg.as_str())
         .bind(key.sealed_private_key.as_slice())
         .bind(key.state.as_str())
         .bind(key.created_at.millis)
+        .bind(key.state_changed_at.millis)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -644,19 +662,44 @@ impl ConfigStore for SqliteStore {
     }
 
     async fn list_signing_keys(&self) -> Result<Vec<StoredKey>> {
-        let rows: Vec<(String, String, Vec<u8>, String, i64)> = sqlx::query_as(
-            "SELECT kid, alg, sealed_private_key, state, created_at FROM signing_keys ORDER BY created_at, seq",
+        let rows: Vec<(String, String, Vec<u8>, String, i64, i64)> = sqlx::query_as(
+            "SELECT kid, alg, sealed_private_key, state, created_at, state_changed_at FROM signing_keys \
+             ORDER BY created_at, seq",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
         rows.into_iter()
-            .map(|(kid, kind, sealed_private_key, state, created_at)| {
+            .map(|(kid, kind, sealed_private_key, state, created_at, state_changed_at)| {
                 let alg = SigningAlg::parse(&kind)
                     .ok_or_else(|| StoreError::Backend(format!("corrupt signing key {kid:?}: unknown algorithm")))?;
-                Ok(StoredKey { kid, alg, sealed_private_key, state, created_at: UnixTime::from_millis(created_at) })
+                Ok(StoredKey {
+                    kid,
+                    alg,
+                    sealed_private_key,
+                    state,
+                    created_at: UnixTime::from_millis(created_at),
+                    state_changed_at: UnixTime::from_millis(state_changed_at),
+                })
             })
             .collect()
+    }
+
+    async fn set_signing_key_states(&self, changes: &[(String, String)], at: UnixTime) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for (kid, state) in changes {
+            let done = sqlx::query(SET_KEY_STATE)
+                .bind(state.as_str())
+                .bind(at.millis)
+                .bind(kid.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        tx.commit().await.map_err(backend)
     }
 
     async fn append_events(&self, events: &[StoredEvent]) -> Result<()> {
@@ -1002,6 +1045,73 @@ impl ConfigStore for SqliteStore {
             .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)
+    }
+
+    async fn insert_credential(&self, credential: &ClientCredential) -> Result<()> {
+        sqlx::query("INSERT INTO client_credentials (id, client_id, doc) VALUES (?1, ?2, ?3)")
+            .bind(&credential.id)
+            .bind(&credential.client_id)
+            .bind(records::credential_doc(credential)?)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn update_credential(&self, credential: &ClientCredential) -> Result<()> {
+        let done = sqlx::query("UPDATE client_credentials SET doc = ?1 WHERE id = ?2 AND client_id = ?3")
+            .bind(records::credential_doc(credential)?)
+            .bind(&credential.id)
+            .bind(&credential.client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn delete_credential(&self, client_id: &str, id: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM client_credentials WHERE id = ?1 AND client_id = ?2")
+            .bind(id)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn list_credentials(&self, client_id: &str) -> Result<Vec<ClientCredential>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, doc FROM client_credentials WHERE client_id = ?1 ORDER BY seq")
+                .bind(client_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        rows.into_iter().map(|(id, doc)| records::credential_from_row(id, client_id.to_owned(), &doc)).collect()
+    }
+
+    async fn claim_once(&self, key: &str, expires_at: UnixTime, now: UnixTime) -> Result<bool> {
+        // Inserted, or taken over from an expired record: either way one row changes. A live
+        // record stays as it is and nothing changes: a replay.
+        let done = sqlx::query(
+            "INSERT INTO once_keys (key, expires_at) VALUES (?1, ?2) \
+             ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE once_keys.expires_at <= ?3",
+        )
+        .bind(key)
+        .bind(expires_at.millis)
+        .bind(now.millis)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn prune_once(&self, now: UnixTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM once_keys WHERE expires_at <= ?1")
+            .bind(now.millis)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {

@@ -85,6 +85,10 @@ pub struct ClientCreate {
     /// Default `true`.
     #[serde(default, deserialize_with = "non_null")]
     pub is_first_party: Option<bool>,
+    /// `{"private_key_jwt": {"credentials": [...]}}`: register keys and authenticate with
+    /// `private_key_jwt` (then `token_endpoint_auth_method` must be absent or null).
+    #[serde(default, deserialize_with = "non_null")]
+    pub client_authentication_methods: Option<super::credentials::ClientAuthMethodsBody>,
 }
 
 impl ClientCreate {
@@ -100,9 +104,19 @@ impl ClientCreate {
                 Some(g) => check_grant_types(g)?,
                 None => vec![CLIENT_CREDENTIALS.to_owned()],
             },
-            token_endpoint_auth_method: match &self.token_endpoint_auth_method {
-                Some(m) => check_auth_method(m)?,
-                None => TokenEndpointAuthMethod::ClientSecretPost,
+            token_endpoint_auth_method: match (&self.token_endpoint_auth_method, &self.client_authentication_methods) {
+                (Some(_), Some(_)) => {
+                    return Err(BodyError::field(
+                        "token_endpoint_auth_method",
+                        "cannot be combined with client_authentication_methods",
+                    ));
+                }
+                (Some(m), None) => check_auth_method(m)?,
+                (None, Some(cam)) => {
+                    cam.new_credentials()?;
+                    TokenEndpointAuthMethod::PrivateKeyJwt
+                }
+                (None, None) => TokenEndpointAuthMethod::ClientSecretPost,
             },
             client_metadata: self.client_metadata.map(check_metadata).transpose()?.unwrap_or_default(),
             secret_hash,
@@ -136,6 +150,11 @@ pub struct ClientPatch {
     /// does not support those yet, so `null` is refused with a message saying why.
     #[serde(default, deserialize_with = "double_option")]
     pub token_endpoint_auth_method: Option<Option<String>>,
+    /// `{"private_key_jwt": {"credentials": [{"id": …}]}}` switches the client to
+    /// `private_key_jwt` (with `token_endpoint_auth_method: null`); `null` switches back to a secret
+    /// method (with `token_endpoint_auth_method` set). The server checks the referenced ids.
+    #[serde(default, deserialize_with = "double_option")]
+    pub client_authentication_methods: Option<Option<super::credentials::ClientAuthMethodsBody>>,
     /// Replaces the metadata wholesale; `null` empties it.
     #[serde(default, deserialize_with = "double_option")]
     pub client_metadata: Option<Option<BTreeMap<String, String>>>,
@@ -184,15 +203,35 @@ impl ClientPatch {
         let description = self.description.map(|d| d.map(check_description).transpose()).transpose()?;
         let app_type = self.app_type.as_deref().map(check_app_type).transpose()?;
         let grant_types = self.grant_types.map(check_grant_types).transpose()?;
-        let auth_method = match &self.token_endpoint_auth_method {
-            None => None,
-            Some(Some(m)) => Some(check_auth_method(m)?),
-            Some(None) => {
+        // Auth0 keeps the two mutually exclusive: private_key_jwt means the secret method is null.
+        let current_is_pkjwt = client.token_endpoint_auth_method == TokenEndpointAuthMethod::PrivateKeyJwt;
+        let auth_method = match (&self.token_endpoint_auth_method, &self.client_authentication_methods) {
+            (Some(Some(_)), Some(Some(_))) => {
                 return Err(BodyError::field(
                     "token_endpoint_auth_method",
-                    "cannot be null: client_authentication_methods are not supported",
+                    "cannot be combined with client_authentication_methods",
                 ));
             }
+            (Some(Some(m)), _) => Some(check_auth_method(m)?),
+            (Some(None), Some(Some(cam))) | (None, Some(Some(cam))) => {
+                cam.referenced_ids()?;
+                if self.token_endpoint_auth_method.is_none() && !current_is_pkjwt {
+                    return Err(BodyError::field(
+                        "token_endpoint_auth_method",
+                        "must be set to null to use client_authentication_methods",
+                    ));
+                }
+                Some(TokenEndpointAuthMethod::PrivateKeyJwt)
+            }
+            (Some(None), _) if current_is_pkjwt => None,
+            (Some(None), _) => {
+                return Err(BodyError::field(
+                    "token_endpoint_auth_method",
+                    "can be null only together with client_authentication_methods.private_key_jwt",
+                ));
+            }
+            (None, Some(None)) => Some(TokenEndpointAuthMethod::ClientSecretPost),
+            (None, None) => None,
         };
         let metadata = self.client_metadata.map(|m| m.map(check_metadata).transpose()).transpose()?;
         let token_quota: Option<Option<TokenQuota>> =
@@ -259,7 +298,10 @@ fn check_grant_types(grant_types: Vec<String>) -> Result<Vec<String>, BodyError>
 }
 
 fn check_auth_method(method: &str) -> Result<TokenEndpointAuthMethod, BodyError> {
-    parse_enum("token_endpoint_auth_method", method, TokenEndpointAuthMethod::parse, &AUTH_METHODS)
+    // private_key_jwt is not a value of this field in Auth0's API: it is chosen by setting the
+    // field to null and configuring client_authentication_methods.
+    let parse = |m: &str| TokenEndpointAuthMethod::parse(m).filter(|m| *m != TokenEndpointAuthMethod::PrivateKeyJwt);
+    parse_enum("token_endpoint_auth_method", method, parse, &AUTH_METHODS)
 }
 
 fn check_metadata(metadata: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, BodyError> {
@@ -290,6 +332,12 @@ fn put(map: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
 /// Auth0's client object. `secret` is the plaintext secret, included only right after it was
 /// generated or set (create, rotate); the stored hash is never shown.
 pub fn client_view(client: &Client, secret: Option<&str>) -> Value {
+    client_view_with_credentials(client, secret, &[])
+}
+
+/// [`client_view`], listing the ids of a `private_key_jwt` client's credentials under
+/// `client_authentication_methods`, as Auth0 does.
+pub fn client_view_with_credentials(client: &Client, secret: Option<&str>, credential_ids: &[String]) -> Value {
     let mut o = Map::new();
     put(&mut o, "client_id", client.client_id.as_str());
     put(&mut o, "name", client.name.as_str());
@@ -300,7 +348,16 @@ pub fn client_view(client: &Client, secret: Option<&str>) -> Value {
         put(&mut o, "app_type", t.as_str());
     }
     put(&mut o, "grant_types", client.grant_types.clone());
-    put(&mut o, "token_endpoint_auth_method", client.token_endpoint_auth_method.as_str());
+    if client.token_endpoint_auth_method == TokenEndpointAuthMethod::PrivateKeyJwt {
+        o.insert("token_endpoint_auth_method".to_owned(), Value::Null);
+        let refs: Vec<Value> = credential_ids.iter().map(|id| serde_json::json!({"id": id})).collect();
+        o.insert(
+            "client_authentication_methods".to_owned(),
+            serde_json::json!({"private_key_jwt": {"credentials": refs}}),
+        );
+    } else {
+        put(&mut o, "token_endpoint_auth_method", client.token_endpoint_auth_method.as_str());
+    }
     let metadata: Map<String, Value> =
         client.client_metadata.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
     put(&mut o, "client_metadata", metadata);
@@ -484,7 +541,7 @@ mod tests {
             ),
             (
                 r#"{"name":"ok","token_endpoint_auth_method":null}"#,
-                "'token_endpoint_auth_method' cannot be null: client_authentication_methods are not supported",
+                "'token_endpoint_auth_method' can be null only together with client_authentication_methods.private_key_jwt",
             ),
             (r#"{"name":null}"#, "'name' must be a string"),
             (r#"{"grant_types":null}"#, "'grant_types' must be an array"),

@@ -9,6 +9,7 @@
 mod actions;
 mod client_grants;
 mod clients;
+mod credentials;
 mod error;
 mod json;
 mod log_streams;
@@ -25,7 +26,11 @@ pub use actions::{
 pub use client_grants::{ClientGrantCreate, ClientGrantPatch, client_grant_view};
 pub use clients::{
     APP_TYPES, ClientCreate, ClientPatch, DefaultOrganizationBody, MAX_CLIENT_SECRET_LEN, MIN_CLIENT_SECRET_LEN,
-    client_view,
+    client_view, client_view_with_credentials,
+};
+pub use credentials::{
+    CREDENTIAL_ALGS, ClientAuthMethodsBody, CredentialBody, CredentialPatch, KeyMaterial, MAX_CREDENTIALS,
+    NewCredential, PrivateKeyJwtBody, credential_view,
 };
 pub use error::{BodyError, MgmtErrorBody, reason_phrase};
 pub use json::{BoundedU32, MAX_DEPTH, double_option, non_null, parse_body};

@@ -5,11 +5,15 @@
 //!
 //! Run: `cargo test -p ration --test it`
 
+mod actions;
+mod actions_fetch;
 mod bad_input;
 mod config;
+mod distributed;
 mod events;
 mod harness;
 mod log_streams;
+mod metrics;
 mod mgmt;
 mod quota;
 mod quota_crash;

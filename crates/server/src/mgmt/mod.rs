@@ -7,6 +7,8 @@ pub mod audit;
 pub mod auth;
 pub mod client_grants;
 pub mod clients;
+pub mod credentials;
+pub mod keys;
 pub mod log_streams;
 pub mod logs;
 pub mod organizations;
@@ -31,6 +33,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/clients/{id}", get(clients::get_one).patch(clients::patch).delete(clients::delete))
         .route("/clients/{id}/rotate-secret", post(clients::rotate_secret))
         .route("/clients/{id}/quota-usage", get(clients::quota_usage))
+        .route("/clients/{id}/credentials", get(credentials::list).post(credentials::create))
+        .route(
+            "/clients/{id}/credentials/{credential_id}",
+            get(credentials::get_one).patch(credentials::patch).delete(credentials::delete),
+        )
         .route("/organizations", get(organizations::list).post(organizations::create))
         .route(
             "/organizations/{id}",
@@ -46,6 +53,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/actions/actions/{id}/deploy", post(actions::deploy))
         .route("/actions/actions/{id}/versions", get(actions::list_versions))
         .route("/actions/triggers/{trigger}/bindings", get(actions::get_bindings).patch(actions::patch_bindings))
+        .route("/keys/signing", get(keys::list))
+        .route("/keys/signing/rotate", post(keys::rotate))
+        .route("/keys/signing/{kid}", get(keys::get_one))
+        .route("/keys/signing/{kid}/revoke", axum::routing::put(keys::revoke))
         .route("/logs", get(logs::list))
         .route("/logs/{id}", get(logs::get_one))
         .route("/resource-servers", get(resource_servers::list).post(resource_servers::create))
@@ -69,12 +80,13 @@ async fn not_found() -> ApiError {
 
 /// Reads a request body up to the Management API limit; larger bodies get Auth0's 413 shape.
 pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MGMT_BODY_LIMIT).await.map_err(|_| {
-        ApiError::new(
+    crate::body::read_limited(body, MGMT_BODY_LIMIT).await.map_err(|e| match e {
+        crate::body::ReadError::TooLarge => ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             format!("Request body too large (limit {MGMT_BODY_LIMIT} bytes)"),
             Some("payload_too_large"),
-        )
+        ),
+        crate::body::ReadError::Broken => ApiError::bad_request("The request body could not be read"),
     })
 }
 

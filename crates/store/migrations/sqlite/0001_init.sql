@@ -61,7 +61,10 @@ CREATE TABLE signing_keys (
     alg TEXT NOT NULL,
     sealed_private_key BLOB NOT NULL,
     state TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    -- When the key last changed state (rotation, revocation): previous keys stay published for
+    -- the longest token lifetime after it.
+    state_changed_at INTEGER NOT NULL
 );
 
 CREATE TABLE meta (
@@ -131,5 +134,22 @@ CREATE TABLE action_bindings (
 CREATE TABLE leases (
     name TEXT NOT NULL PRIMARY KEY,
     holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+
+-- Public keys of private_key_jwt clients (deleted with their client).
+CREATE TABLE client_credentials (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    client_id TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+
+CREATE INDEX client_credentials_client ON client_credentials (client_id);
+
+-- Keys that may be used once until they expire (client assertion jti): a second insert of a live
+-- key is a replay.
+CREATE TABLE once_keys (
+    key TEXT NOT NULL PRIMARY KEY,
     expires_at INTEGER NOT NULL
 );

@@ -563,6 +563,7 @@ async fn signing_keys_and_meta() {
         sealed_private_key: vec![0, 1, 2, 255, 0, kid.len() as u8],
         state: "current".to_owned(),
         created_at: UnixTime::from_millis(at),
+        state_changed_at: UnixTime::from_millis(at),
     };
     let keys = [
         key("k-rsa", SigningAlg::RS256, 100),

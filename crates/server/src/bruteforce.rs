@@ -1,0 +1,223 @@
+//! Brute-force defence for client authentication.
+//!
+//! Failures are counted per client_id and per source address in a fixed window. Past a first
+//! threshold each request for that key waits a little longer (slowing guessing down to a crawl);
+//! past a second, the key is refused outright (429 + `Retry-After`) until the lockout ends. A
+//! successful authentication resets its client_id's count. Only the offending key is affected:
+//! other client ids keep working, and the per-address thresholds are far higher than the
+//! per-client ones so that many clients behind one NAT are not locked out by one bad actor.
+//!
+//! State is per instance and in memory (bounded): the goal is to make online guessing of 384-bit
+//! secrets pointless and cheap to refuse, not to keep an audit trail (lockouts are events).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ration_domain::UnixTime;
+
+/// Thresholds for one kind of key.
+#[derive(Clone, Copy, Debug)]
+pub struct Thresholds {
+    /// Failures in the window after which requests are delayed.
+    pub slow_after: u32,
+    /// Failures in the window after which the key is locked out.
+    pub lock_after: u32,
+    /// How long a lockout lasts.
+    pub lockout: Duration,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub client: Thresholds,
+    pub address: Thresholds,
+    /// Failures older than this are forgotten.
+    pub window: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            client: Thresholds { slow_after: 5, lock_after: 10, lockout: Duration::from_secs(300) },
+            address: Thresholds { slow_after: 100, lock_after: 200, lockout: Duration::from_secs(300) },
+            window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Keys tracked at most per kind; beyond it, entries whose window has passed are dropped first
+/// and, failing that, new keys are not tracked (bounded memory under a flood of random ids).
+const MAX_TRACKED: usize = 100_000;
+/// Longest delay added to a request of a key being slowed down.
+const MAX_DELAY: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy, Default)]
+struct Entry {
+    failures: u32,
+    window_start: i64,
+    locked_until: i64,
+}
+
+/// What to do with a request before authenticating it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Answer only after this delay.
+    Slow(Duration),
+    /// Refuse; retry after this many seconds.
+    Locked {
+        retry_after: u64,
+    },
+}
+
+/// A lockout that just started, for its event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lockout {
+    /// `client_id` or `ip`.
+    pub key_type: &'static str,
+    pub key: String,
+    pub failures: u32,
+    pub until: UnixTime,
+}
+
+pub struct Guard {
+    settings: Settings,
+    /// std mutexes: held for one map operation, never across an `.await`.
+    clients: Mutex<HashMap<String, Entry>>,
+    addresses: Mutex<HashMap<String, Entry>>,
+}
+
+impl Guard {
+    pub fn new(settings: Settings) -> Guard {
+        Guard { settings, clients: Mutex::new(HashMap::new()), addresses: Mutex::new(HashMap::new()) }
+    }
+
+    /// The stricter verdict of the client's and the address's.
+    pub fn check(&self, client_id: Option<&str>, address: &str, now: UnixTime) -> Verdict {
+        let client = client_id
+            .map_or(Verdict::Allow, |id| verdict(&self.clients, id, &self.settings.client, self.settings.window, now));
+        let addr = verdict(&self.addresses, address, &self.settings.address, self.settings.window, now);
+        match (client, addr) {
+            (Verdict::Locked { retry_after: a }, Verdict::Locked { retry_after: b }) => {
+                Verdict::Locked { retry_after: a.max(b) }
+            }
+            (l @ Verdict::Locked { .. }, _) | (_, l @ Verdict::Locked { .. }) => l,
+            (Verdict::Slow(a), Verdict::Slow(b)) => Verdict::Slow(a.max(b)),
+            (s @ Verdict::Slow(_), _) | (_, s @ Verdict::Slow(_)) => s,
+            _ => Verdict::Allow,
+        }
+    }
+
+    /// Counts a failed authentication; returns the lockouts it started.
+    pub fn failure(&self, client_id: Option<&str>, address: &str, now: UnixTime) -> Vec<Lockout> {
+        let mut started = Vec::new();
+        if let Some(id) = client_id
+            && let Some(l) = count(&self.clients, id, "client_id", &self.settings.client, self.settings.window, now)
+        {
+            started.push(l);
+        }
+        if let Some(l) = count(&self.addresses, address, "ip", &self.settings.address, self.settings.window, now) {
+            started.push(l);
+        }
+        started
+    }
+
+    /// A successful authentication clears its client's failures (not its address's: an attacker
+    /// with one valid client must not be able to reset the address count).
+    pub fn success(&self, client_id: &str) {
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.remove(client_id);
+        }
+    }
+}
+
+fn verdict(map: &Mutex<HashMap<String, Entry>>, key: &str, t: &Thresholds, window: Duration, now: UnixTime) -> Verdict {
+    let Ok(map) = map.lock() else { return Verdict::Allow };
+    let Some(e) = map.get(key) else { return Verdict::Allow };
+    if e.locked_until > now.millis {
+        return Verdict::Locked { retry_after: u64::try_from((e.locked_until - now.millis + 999) / 1000).unwrap_or(1) };
+    }
+    let in_window = now.millis - e.window_start < window.as_millis() as i64;
+    if in_window && e.failures >= t.slow_after {
+        let steps = e.failures - t.slow_after + 1;
+        return Verdict::Slow((Duration::from_millis(250) * steps).min(MAX_DELAY));
+    }
+    Verdict::Allow
+}
+
+fn count(
+    map: &Mutex<HashMap<String, Entry>>,
+    key: &str,
+    key_type: &'static str,
+    t: &Thresholds,
+    window: Duration,
+    now: UnixTime,
+) -> Option<Lockout> {
+    let mut map = map.lock().ok()?;
+    let window_ms = window.as_millis() as i64;
+    if !map.contains_key(key) && map.len() >= MAX_TRACKED {
+        map.retain(|_, e| now.millis - e.window_start < window_ms || e.locked_until > now.millis);
+        if map.len() >= MAX_TRACKED {
+            return None;
+        }
+    }
+    let e = map.entry(key.to_owned()).or_default();
+    if now.millis - e.window_start >= window_ms {
+        *e = Entry { failures: 0, window_start: now.millis, locked_until: e.locked_until };
+    }
+    e.failures = e.failures.saturating_add(1);
+    if e.failures >= t.lock_after && e.locked_until <= now.millis {
+        e.locked_until = now.millis + t.lockout.as_millis() as i64;
+        let lockout = Lockout {
+            key_type,
+            key: key.to_owned(),
+            failures: e.failures,
+            until: UnixTime::from_millis(e.locked_until),
+        };
+        // A fresh count after the lockout ends.
+        e.failures = 0;
+        e.window_start = e.locked_until;
+        return Some(lockout);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_client_locks_out_others_do_not_and_success_resets() {
+        let g = Guard::new(Settings::default());
+        let t = |s: i64| UnixTime::from_secs(1_800_000_000 + s);
+        for _ in 0..4 {
+            assert!(g.failure(Some("a"), "1.2.3.4", t(0)).is_empty());
+        }
+        assert_eq!(g.check(Some("a"), "1.2.3.4", t(0)), Verdict::Allow);
+        g.failure(Some("a"), "1.2.3.4", t(0));
+        assert_eq!(g.check(Some("a"), "1.2.3.4", t(0)), Verdict::Slow(Duration::from_millis(250)));
+        let mut lockouts = Vec::new();
+        for _ in 0..5 {
+            lockouts.extend(g.failure(Some("a"), "1.2.3.4", t(1)));
+        }
+        assert_eq!(lockouts.len(), 1);
+        assert_eq!(lockouts[0].key_type, "client_id");
+        assert_eq!(g.check(Some("a"), "1.2.3.4", t(2)), Verdict::Locked { retry_after: 299 });
+        assert_eq!(g.check(Some("b"), "1.2.3.4", t(2)), Verdict::Allow, "another client from the same address");
+        assert_eq!(g.check(Some("a"), "1.2.3.4", t(302)), Verdict::Allow, "the lockout ends");
+
+        g.failure(Some("c"), "5.6.7.8", t(0));
+        g.success("c");
+        assert_eq!(g.check(Some("c"), "5.6.7.8", t(0)), Verdict::Allow);
+    }
+
+    #[test]
+    fn failures_outside_the_window_are_forgotten() {
+        let g = Guard::new(Settings::default());
+        for s in 0..9 {
+            g.failure(Some("a"), "ip", UnixTime::from_secs(s * 40));
+        }
+        // Spread over 320 s: the window restarted, so no lockout.
+        assert!(!matches!(g.check(Some("a"), "ip", UnixTime::from_secs(330)), Verdict::Locked { .. }));
+    }
+}
