@@ -9,8 +9,8 @@ use super::error::{CliResult, Exit};
 use super::output::{emit, emit_json, key_values};
 use super::profile::{self, Profile, Store};
 
-/// Flags of `ration login`.
-#[derive(Args, Debug)]
+/// Flags of `ration login`. `Debug` is written by hand so that the secret never shows.
+#[derive(Args)]
 pub struct LoginArgs {
     /// The server's base URL, e.g. http://127.0.0.1:8080.
     #[arg(long)]
@@ -21,6 +21,16 @@ pub struct LoginArgs {
     /// Its secret (or set RATION_CLIENT_SECRET, which keeps it out of the shell history).
     #[arg(long, env = "RATION_CLIENT_SECRET", hide_env_values = true)]
     client_secret: String,
+}
+
+impl std::fmt::Debug for LoginArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginArgs")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[REDACTED]")
+            .finish()
+    }
 }
 
 /// Reads the issuer from discovery, gets a Management API token (which proves the credentials),

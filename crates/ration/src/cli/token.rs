@@ -11,8 +11,8 @@ use super::error::{CliError, CliResult, Exit};
 use super::output::{duration, emit, emit_json, key_values, text};
 use super::profile::Store;
 
-/// `ration token` flags.
-#[derive(Args, Debug)]
+/// `ration token` flags. `Debug` is written by hand so that the secret never shows.
+#[derive(Args)]
 pub struct TokenArgs {
     /// The application's client_id.
     #[arg(long, value_name = "CLIENT_ID")]
@@ -35,6 +35,20 @@ pub struct TokenArgs {
     /// Server URL (default: the profile's).
     #[arg(long)]
     url: Option<String>,
+}
+
+impl std::fmt::Debug for TokenArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenArgs")
+            .field("app", &self.app)
+            .field("secret", &"[REDACTED]")
+            .field("audience", &self.audience)
+            .field("scope", &self.scope)
+            .field("organization", &self.organization)
+            .field("decode", &self.decode)
+            .field("url", &self.url)
+            .finish()
+    }
 }
 
 /// Decodes the header and claims of a JWT (no signature check: this is for reading them).

@@ -8,6 +8,7 @@
 mod actions;
 mod actions_fetch;
 mod bad_input;
+mod cli;
 mod config;
 mod distributed;
 mod events;
