@@ -381,7 +381,7 @@
   }
 
   function drawChart(tokens, rejected, start, summary) {
-    const W = 960, H = 210, L = 46, R = 14, T = 10, B = 38;
+    const W = 960, H = 160, L = 40, R = 14, T = 8, B = 32;
     const pw = W - L - R, ph = H - T - B, base = T + ph, step = pw / tokens.length;
     const top = niceTop(Math.max(...tokens));
     const y = (v) => (base - (v / top) * ph).toFixed(1);
@@ -396,13 +396,14 @@
     }
     for (let i = 0; i < tokens.length; i++) {
       const d = new Date(start + i * 60000);
-      if (d.getMinutes() === 0 && d.getHours() % 3 === 0) {
+      if (d.getMinutes() === 0 && d.getHours() % 3 === 0 && i < tokens.length - 60) {
         const x = (L + i * step).toFixed(1);
         chart.append(
           svg('line', { class: 'axis', x1: x, x2: x, y1: base, y2: base + 4 }),
           svg('text', { x, y: H - 6, 'text-anchor': 'middle' }, clock(d)));
       }
     }
+    chart.append(svg('text', { x: W - R, y: H - 6, 'text-anchor': 'end' }, 'now'));
     let bars = '';
     let marks = '';
     tokens.forEach((v, i) => {
@@ -707,7 +708,9 @@
     main.focus();
   });
   window.addEventListener('hashchange', () => {
-    if (location.hash.startsWith('#/') || location.hash === '') render(true);
+    if (!location.hash.startsWith('#/') && location.hash !== '') return;
+    say(''); // a message about the previous view does not belong to the next one
+    render(true);
   });
   render(false);
 })();

@@ -48,12 +48,14 @@ const ASSETS: &[Asset] = &[
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'; object-src 'none'";
 
-/// The dashboard's routes, to be nested at `/dashboard`: `/dashboard` redirects to
-/// `/dashboard/` (so that the page's relative URLs resolve under it), which serves the page.
+/// The dashboard's routes, to be merged into the server's router: `/dashboard` redirects to
+/// `/dashboard/` (so that the page's relative URLs resolve under it), which serves the page;
+/// `/dashboard/<file>` serves the page's assets.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(redirect_to_slash))
-        .route("/{*file}", get(asset))
+        .route("/dashboard", get(redirect_to_slash))
+        .route("/dashboard/", get(index))
+        .route("/dashboard/{file}", get(asset))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -63,20 +65,15 @@ async fn redirect_to_slash() -> Response {
     (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, HeaderValue::from_static("dashboard/"))]).into_response()
 }
 
-/// `/dashboard/` (the page) and `/dashboard/<file>` (its assets).
+/// `/dashboard/`: the page.
+async fn index() -> Response {
+    serve(&INDEX)
+}
+
+/// `/dashboard/<file>`: the page (as `index.html`) and its assets; anything else is a 404.
 async fn asset(Path(file): Path<String>) -> Response {
-    let found =
-        if file.is_empty() || file == INDEX.name { Some(&INDEX) } else { ASSETS.iter().find(|a| a.name == file) };
-    match found {
-        Some(a) => (
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
-                // Embedded files change only with the binary; revalidating is cheap.
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            ],
-            a.body,
-        )
-            .into_response(),
+    match std::iter::once(&INDEX).chain(ASSETS).find(|a| a.name == file) {
+        Some(a) => serve(a),
         None => (
             StatusCode::NOT_FOUND,
             [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))],
@@ -84,6 +81,19 @@ async fn asset(Path(file): Path<String>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// An embedded file, with its content type.
+fn serve(a: &Asset) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
+            // Embedded files change only with the binary; revalidating is cheap.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        a.body,
+    )
+        .into_response()
 }
 
 /// Adds the security headers to every dashboard response (pages, assets, redirects and 404s).
@@ -122,5 +132,29 @@ mod tests {
         });
         assert!(!handler, "inline event handlers would be blocked by the CSP");
         assert!(CONTENT_SECURITY_POLICY.starts_with("default-src 'self'"));
+    }
+
+    /// The status of `path` in a router shaped like the server's (nested API, fallback).
+    async fn status(path: &str) -> u16 {
+        use tower::ServiceExt as _;
+        let req = axum::http::Request::builder().uri(path).body(axum::body::Body::empty()).unwrap_or_default();
+        Router::new()
+            .nest("/api/v2", Router::new().route("/x", get(|| async { "x" })))
+            .merge(router())
+            .fallback(|| async { StatusCode::IM_A_TEAPOT })
+            .oneshot(req)
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn routes_redirect_then_serve_the_page_and_its_assets() {
+        assert_eq!(status("/dashboard").await, 308);
+        assert_eq!(status("/dashboard/").await, 200);
+        assert_eq!(status("/dashboard/index.html").await, 200);
+        assert_eq!(status("/dashboard/app.js").await, 200);
+        assert_eq!(status("/dashboard/nope.js").await, 404);
+        assert_eq!(status("/dashboard/a/b").await, 418, "deeper paths are not the dashboard's");
     }
 }

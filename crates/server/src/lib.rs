@@ -247,7 +247,7 @@ pub fn router(state: AppState) -> Router {
         // Unauthenticated, as Prometheus expects: keep it off the public internet (see metrics.rs).
         .route("/metrics", get(metrics::get_metrics))
         .nest("/api/v2", mgmt::router(state.clone()))
-        .nest("/dashboard", dashboard::router())
+        .merge(dashboard::router())
         .fallback(|| async { error::ApiError::not_found("Not Found", "inexistent_path") })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None)

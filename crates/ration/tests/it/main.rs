@@ -10,6 +10,7 @@ mod actions_fetch;
 mod bad_input;
 mod cli;
 mod config;
+mod dashboard;
 mod distributed;
 mod events;
 mod harness;
