@@ -111,6 +111,8 @@ pub struct FileConfig {
     pub redis_prefix: Option<String>,
     /// `"deny"` or `"allow"`.
     pub quota_store_failure: Option<String>,
+    /// `[guard]`: settings of `ration guard` (`serve` ignores them).
+    pub guard: Option<GuardFile>,
 }
 
 /// `[actions]` in the TOML file.
@@ -269,6 +271,166 @@ impl Settings {
     }
 }
 
+/// Flags of `ration guard`: every `serve` flag, plus the `[guard]` settings, each also read from
+/// its `RATION_GUARD_*` variable. No `Debug`: it carries secrets.
+#[derive(Clone, Default, clap::Args)]
+pub struct GuardArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Base URL of the guarded tenant, e.g. https://acme.eu.auth0.com.
+    #[arg(long, env = "RATION_GUARD_TENANT_URL")]
+    pub tenant_url: Option<String>,
+    /// Audience of the tenant's Management API (default <tenant-url>/api/v2/).
+    #[arg(long, env = "RATION_GUARD_MANAGEMENT_AUDIENCE")]
+    pub management_audience: Option<String>,
+    /// Client id of the tenant application the guard pauses clients with (read:clients
+    /// update:clients).
+    #[arg(long, env = "RATION_GUARD_MANAGEMENT_CLIENT_ID")]
+    pub management_client_id: Option<String>,
+    /// Its client secret (prefer the environment or the file: flags show in process lists).
+    #[arg(long, env = "RATION_GUARD_MANAGEMENT_CLIENT_SECRET", hide_env_values = true)]
+    pub management_client_secret: Option<String>,
+    /// The exact Authorization header value the tenant's log stream sends.
+    #[arg(long, env = "RATION_GUARD_LOG_STREAM_AUTHORIZATION", hide_env_values = true)]
+    pub log_stream_authorization: Option<String>,
+    /// Bearer secret of the decision endpoint (POST /v1/quota/consume).
+    #[arg(long, env = "RATION_GUARD_DECISION_SECRET", hide_env_values = true)]
+    pub decision_secret: Option<String>,
+    /// What the example Action does when Ration is unreachable: allow (true) or deny (false).
+    /// Informational: the Action's RATION_FAIL_OPEN secret decides.
+    #[arg(long, env = "RATION_GUARD_FAIL_OPEN")]
+    pub fail_open: Option<bool>,
+}
+
+/// A secret in the file: read like a string, never shown by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// `[guard]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardFile {
+    pub tenant_url: Option<String>,
+    pub management_audience: Option<String>,
+    pub management_client_id: Option<String>,
+    pub management_client_secret: Option<Secret>,
+    pub log_stream_authorization: Option<Secret>,
+    pub decision_secret: Option<Secret>,
+    pub fail_open: Option<bool>,
+    /// `[[guard.clients]]`: shadow clients (the tenant's client ids) with their quotas.
+    #[serde(default)]
+    pub clients: Vec<GuardClientFile>,
+    /// `[[guard.organizations]]`: shadow organizations (the tenant's ids) with their quotas.
+    #[serde(default)]
+    pub organizations: Vec<GuardOrganizationFile>,
+}
+
+/// One `[[guard.clients]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardClientFile {
+    pub client_id: String,
+    pub name: Option<String>,
+    pub per_minute: Option<u32>,
+    pub per_hour: Option<u32>,
+    pub per_day: Option<u32>,
+    /// Default `true`, as in Auth0.
+    pub enforce: Option<bool>,
+}
+
+/// One `[[guard.organizations]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardOrganizationFile {
+    pub id: String,
+    pub name: Option<String>,
+    pub per_minute: Option<u32>,
+    pub per_hour: Option<u32>,
+    pub per_day: Option<u32>,
+    /// Default `true`, as in Auth0.
+    pub enforce: Option<bool>,
+}
+
+/// The quota of a `[guard]` entry (Auth0's `token_quota.client_credentials` fields, flat);
+/// `None` without limits (the guard's tenant default then applies).
+fn entry_quota(
+    what: &str,
+    limits: ration_domain::QuotaLimits,
+    enforce: Option<bool>,
+) -> anyhow::Result<Option<ration_domain::TokenQuota>> {
+    let max = ration_domain::quota::MAX_QUOTA;
+    for (window, limit) in limits.iter() {
+        if !(1..=max).contains(&limit) {
+            bail!("{what}: {window} must be between 1 and {max}");
+        }
+    }
+    if limits == ration_domain::QuotaLimits::default() {
+        if enforce.is_some() {
+            bail!("{what}: enforce needs per_minute, per_hour or per_day");
+        }
+        return Ok(None);
+    }
+    // Auth0 documents `enforce` as defaulting to true.
+    Ok(Some(ration_domain::TokenQuota { enforce: enforce.unwrap_or(true), limits }))
+}
+
+/// Merges `ration guard`'s settings (flag > environment > `[guard]` in the file) and validates
+/// them. The serve settings are resolved separately, by [`Settings::resolve`].
+pub fn resolve_guard(args: &GuardArgs) -> anyhow::Result<ration_server::guard::GuardConfig> {
+    let file = match &args.serve.config {
+        Some(path) => FileConfig::load(path)?.guard.unwrap_or_default(),
+        None => GuardFile::default(),
+    };
+    let pick = |flag: &Option<String>, file: Option<String>| flag.clone().or(file).filter(|v| !v.is_empty());
+    let secret = |flag: &Option<String>, file: Option<Secret>| pick(flag, file.map(|s| s.0));
+    let Some(tenant_url) = pick(&args.tenant_url, file.tenant_url) else {
+        bail!(
+            "ration guard needs tenant_url ([guard] tenant_url or RATION_GUARD_TENANT_URL), e.g. https://acme.eu.auth0.com"
+        );
+    };
+    if !(tenant_url.starts_with("https://") || tenant_url.starts_with("http://")) {
+        bail!("invalid guard tenant_url {tenant_url:?}: must be an absolute http(s) URL");
+    }
+    let mut clients = Vec::with_capacity(file.clients.len());
+    for c in file.clients {
+        if c.client_id.is_empty()
+            || clients.iter().any(|x: &ration_server::guard::ShadowClient| x.client_id == c.client_id)
+        {
+            bail!("[[guard.clients]]: client_id {:?} is empty or listed twice", c.client_id);
+        }
+        let limits = ration_domain::QuotaLimits { per_minute: c.per_minute, per_hour: c.per_hour, per_day: c.per_day };
+        let token_quota = entry_quota(&format!("[[guard.clients]] {}", c.client_id), limits, c.enforce)?;
+        clients.push(ration_server::guard::ShadowClient { client_id: c.client_id, name: c.name, token_quota });
+    }
+    let mut organizations = Vec::with_capacity(file.organizations.len());
+    for o in file.organizations {
+        if o.id.is_empty() || organizations.iter().any(|x: &ration_server::guard::ShadowOrganization| x.id == o.id) {
+            bail!("[[guard.organizations]]: id {:?} is empty or listed twice", o.id);
+        }
+        let limits = ration_domain::QuotaLimits { per_minute: o.per_minute, per_hour: o.per_hour, per_day: o.per_day };
+        let token_quota = entry_quota(&format!("[[guard.organizations]] {}", o.id), limits, o.enforce)?;
+        organizations.push(ration_server::guard::ShadowOrganization { id: o.id, name: o.name, token_quota });
+    }
+    Ok(ration_server::guard::GuardConfig {
+        tenant_url: tenant_url.trim_end_matches('/').to_owned(),
+        management_audience: pick(&args.management_audience, file.management_audience),
+        management_client_id: pick(&args.management_client_id, file.management_client_id),
+        management_client_secret: secret(&args.management_client_secret, file.management_client_secret),
+        log_stream_authorization: secret(&args.log_stream_authorization, file.log_stream_authorization),
+        decision_secret: secret(&args.decision_secret, file.decision_secret),
+        fail_open: args.fail_open.or(file.fail_open).unwrap_or(false),
+        clients,
+        organizations,
+    })
+}
+
 /// Accepts `host:port` and `:port` (all interfaces is not assumed: `:0` means 127.0.0.1:0).
 fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
     let full = if text.starts_with(':') { format!("127.0.0.1{text}") } else { text.to_owned() };
@@ -309,5 +471,45 @@ mod tests {
         assert_eq!(s.listen.port(), 0);
         assert_eq!(s.data_dir, PathBuf::from("/tmp/from-file"));
         assert_eq!(Settings::resolve(&ServeArgs::default()).unwrap().listen.port(), 8080);
+    }
+
+    #[test]
+    fn guard_section_parses_validates_and_yields_to_flags() {
+        let dir = std::env::temp_dir().join(format!("ration-guard-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("g.toml");
+        let text = "[guard]\ntenant_url = \"https://acme.eu.auth0.com/\"\ndecision_secret = \"file-secret\"\n\
+                    [[guard.clients]]\nclient_id = \"abc\"\nper_hour = 3\n\
+                    [[guard.organizations]]\nid = \"org_1\"\nper_day = 9\nenforce = false\n";
+        std::fs::write(&path, text).unwrap();
+        let mut args =
+            GuardArgs { serve: ServeArgs { config: Some(path.clone()), ..Default::default() }, ..Default::default() };
+        let g = resolve_guard(&args).unwrap();
+        assert_eq!(g.tenant_url, "https://acme.eu.auth0.com");
+        assert_eq!(g.management_audience(), "https://acme.eu.auth0.com/api/v2/");
+        assert_eq!(g.decision_secret.as_deref(), Some("file-secret"));
+        let quota = g.clients[0].token_quota.unwrap();
+        assert_eq!((quota.enforce, quota.limits.per_hour), (true, Some(3)));
+        let quota = g.organizations[0].token_quota.unwrap();
+        assert_eq!((quota.enforce, quota.limits.per_day), (false, Some(9)));
+        args.decision_secret = Some("flag-secret".into());
+        assert_eq!(resolve_guard(&args).unwrap().decision_secret.as_deref(), Some("flag-secret"));
+
+        std::fs::write(
+            &path,
+            "[guard]\ntenant_url = \"https://a.example\"\n[[guard.clients]]\nclient_id = \"c\"\nper_hour = 0\n",
+        )
+        .unwrap();
+        assert!(resolve_guard(&args).unwrap_err().to_string().contains("per_hour"));
+        std::fs::write(
+            &path,
+            "[guard]\ntenant_url = \"https://a.example\"\n[[guard.clients]]\nclient_id = \"c\"\nlimit = 1\n",
+        )
+        .unwrap();
+        assert!(resolve_guard(&args).unwrap_err().to_string().contains("limit"));
+        std::fs::write(&path, "[guard]\n").unwrap();
+        assert!(resolve_guard(&args).unwrap_err().to_string().contains("tenant_url"));
+        let secret = format!("{:?}", toml::from_str::<FileConfig>("[guard]\ndecision_secret = \"s3cret\"\n").unwrap());
+        assert!(!secret.contains("s3cret"), "{secret}");
     }
 }

@@ -1,4 +1,5 @@
-//! The `ration` binary: `ration serve` runs the server; further subcommands form the operator CLI.
+//! The `ration` binary: `ration serve` runs the server, `ration guard` runs it as the guard of an
+//! existing Auth0 tenant (docs/guard.md); further subcommands form the operator CLI.
 
 mod cli;
 mod config;
@@ -24,21 +25,34 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(config::ServeArgs),
+    /// Run the server as the guard of an existing Auth0 tenant: everything `serve` does, plus a
+    /// log-stream receiver that pauses over-quota clients on the tenant and a decision endpoint
+    /// for credentials-exchange Actions (docs/guard.md).
+    Guard(config::GuardArgs),
     #[command(flatten)]
     Operator(cli::Command),
 }
 
+/// The subcommands that run a server process.
+// Built once per process, like `Command`: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum ServerMode {
+    Serve(config::ServeArgs),
+    Guard(config::GuardArgs),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Command::Serve(args) => args,
+    let (mode, name) = match cli.command {
+        Command::Serve(args) => (ServerMode::Serve(args), "serve"),
+        Command::Guard(args) => (ServerMode::Guard(args), "guard"),
         Command::Operator(command) => return cli::run(cli.global, command),
     };
     if cli.global.any() {
         Cli::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
-                "--profile and --json are operator CLI flags; `serve` does not take them",
+                format!("--profile and --json are operator CLI flags; `{name}` does not take them"),
             )
             .exit();
     }
@@ -56,7 +70,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(serve(args));
+    let result = runtime.block_on(async move {
+        match mode {
+            ServerMode::Serve(args) => serve(args).await,
+            ServerMode::Guard(args) => guard(args).await,
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -68,6 +87,39 @@ fn main() -> ExitCode {
 
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let settings = config::Settings::resolve(&args)?;
+    run(settings, async |_: &mut Server, _: &str| Ok(Vec::new())).await
+}
+
+/// `serve`, plus the guard's shadows, pauser and endpoints.
+async fn guard(args: config::GuardArgs) -> anyhow::Result<()> {
+    let settings = config::Settings::resolve(&args.serve)?;
+    // Before anything is bound or opened, so a bad `[guard]` section fails fast.
+    let guard_config = config::resolve_guard(&args)?;
+    run(settings, async move |server: &mut Server, base_url: &str| {
+        let mut lines = Vec::new();
+        if guard_config.log_stream_authorization.is_some() {
+            lines.push(format!("guard: log-stream receiver {base_url}{}", ration_server::guard::LOG_STREAM_PATH));
+        }
+        if guard_config.decision_secret.is_some() {
+            lines.push(format!(
+                "guard: decision endpoint {base_url}{} (give the Action RATION_FAIL_OPEN={})",
+                ration_server::guard::DECISION_PATH,
+                guard_config.fail_open
+            ));
+        }
+        server.start_guard(guard_config).await?;
+        Ok(lines)
+    })
+    .await
+}
+
+/// The startup and shutdown `serve` and `guard` share: bind, load the certificate, build the
+/// server, let `extend` add to it (its lines are printed before `listening on`, which tells
+/// scripts the server is ready), then serve until SIGINT/SIGTERM.
+async fn run(
+    settings: config::Settings,
+    extend: impl AsyncFnOnce(&mut Server, &str) -> anyhow::Result<Vec<String>>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot bind {}", settings.listen))?;
@@ -113,7 +165,8 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             _ => 0,
         },
     };
-    let server = Server::build(config).await?;
+    let mut server = Server::build(config).await?;
+    let extra = extend(&mut server, &base_url).await?;
 
     if let Some(creds) = &server.generated_credentials {
         println!(
@@ -122,6 +175,9 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         );
         println!("  client_id:     {}", creds.client_id);
         println!("  client_secret: {}", creds.client_secret);
+    }
+    for line in extra {
+        println!("{line}");
     }
     println!("listening on {base_url}");
     println!(

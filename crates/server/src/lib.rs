@@ -17,6 +17,7 @@ pub mod dashboard;
 pub mod error;
 pub mod events;
 mod files;
+pub mod guard;
 pub mod keys;
 pub mod listener;
 pub mod metrics;
@@ -111,6 +112,8 @@ impl From<aws_lc_rs::error::Unspecified> for StartError {
 pub struct Server {
     pub state: AppState,
     pub generated_credentials: Option<GeneratedCredentials>,
+    /// Set by [`Server::start_guard`] (`ration guard`): its endpoints join the router.
+    pub guard: Option<guard::Guard>,
 }
 
 impl Server {
@@ -228,11 +231,15 @@ impl Server {
         actions::reload_bound(&state).await.map_err(|e| StartError::Setup(e.message))?;
         sync::start(state.clone()).await?;
         spawn_key_refresh(state.clone());
-        Ok(Server { state, generated_credentials: generated })
+        Ok(Server { state, generated_credentials: generated, guard: None })
     }
 
     pub fn router(&self) -> Router {
-        router(self.state.clone())
+        let app = router(self.state.clone());
+        match &self.guard {
+            Some(guard) => guard::routes(guard.clone()).with_state(self.state.clone()).merge(app),
+            None => app,
+        }
     }
 }
 

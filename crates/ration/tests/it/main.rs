@@ -13,6 +13,7 @@ mod config;
 mod dashboard;
 mod distributed;
 mod events;
+mod guard;
 mod harness;
 mod log_streams;
 mod metrics;
