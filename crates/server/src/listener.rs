@@ -76,7 +76,9 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_buf_size(limits.max_header_bytes);
+    // `max_header_size` is the strict limit (431 for any larger head, however it arrives);
+    // `max_buf_size` only bounds the read buffer, so a head that arrives in one read could pass it.
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_header_size(limits.max_header_bytes);
     let http = Arc::new(http);
     tokio::pin!(shutdown);
 

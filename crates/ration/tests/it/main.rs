@@ -22,5 +22,7 @@ mod quota;
 mod quota_crash;
 mod receiver;
 mod restart;
+mod security;
+mod security_keys;
 mod third_party;
 mod token;
