@@ -175,6 +175,26 @@ fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, contents, rest))
 }
 
+/// `exp` (required, not past, not too far ahead) and `nbf`/`iat` (not in the future), with the
+/// allowed skew; returns `exp`. Saturating arithmetic: the client signs these values, and near
+/// i64's ends plain arithmetic would overflow.
+fn check_times(claims: &Value, now: UnixTime, max_lifetime_secs: i64) -> Result<i64, TokenError> {
+    let number = |name: &str| claims.get(name).and_then(Value::as_i64);
+    let secs = now.secs();
+    let exp = number("exp").ok_or_else(|| refuse("exp is required"))?;
+    if exp.saturating_add(SKEW_SECS) <= secs {
+        return Err(refuse("the assertion has expired"));
+    }
+    if exp.saturating_sub(secs) > max_lifetime_secs.saturating_add(SKEW_SECS) {
+        return Err(refuse(format!("exp is more than {max_lifetime_secs} s ahead")));
+    }
+    let in_future = |t: i64| t.saturating_sub(SKEW_SECS) > secs;
+    if number("nbf").is_some_and(in_future) || number("iat").is_some_and(in_future) {
+        return Err(refuse("the assertion is not valid yet (iat/nbf in the future)"));
+    }
+    Ok(exp)
+}
+
 fn refuse(why: impl Into<String>) -> TokenError {
     TokenError::InvalidClientAssertion(why.into())
 }
@@ -253,20 +273,7 @@ pub async fn authenticate<'c>(
     if !audience_ok {
         return Err(refuse(format!("aud must be {} or {token_endpoint}", state.issuer)));
     }
-    let number = |name: &str| claims.get(name).and_then(Value::as_i64);
-    let secs = now.secs();
-    let exp = number("exp").ok_or_else(|| refuse("exp is required"))?;
-    if exp + SKEW_SECS <= secs {
-        return Err(refuse("the assertion has expired"));
-    }
-    if exp - secs > state.assertion_max_lifetime_secs + SKEW_SECS {
-        return Err(refuse(format!("exp is more than {} s ahead", state.assertion_max_lifetime_secs)));
-    }
-    if number("nbf").is_some_and(|nbf| nbf - SKEW_SECS > secs)
-        || number("iat").is_some_and(|iat| iat - SKEW_SECS > secs)
-    {
-        return Err(refuse("the assertion is not valid yet (iat/nbf in the future)"));
-    }
+    let exp = check_times(&claims, now, state.assertion_max_lifetime_secs)?;
     let jti = text("jti").filter(|j| !j.is_empty()).ok_or_else(|| refuse("jti is required"))?;
     if jti.len() > MAX_CLAIM_LEN {
         return Err(refuse(format!("jti is longer than {MAX_CLAIM_LEN} characters")));
@@ -295,6 +302,20 @@ mod tests {
         long.extend(std::iter::repeat_n(7u8, 0x80));
         assert_eq!(der(&long).map(|(t, c, r)| (t, c.len(), r.len())), Some((0x04, 0x80, 0)));
         assert_eq!(der(&[0x04, 0x05, 1, 2]), None, "truncated");
+    }
+
+    #[test]
+    fn times_at_the_ends_of_i64_are_refused_without_overflow() {
+        let now = UnixTime::from_secs(1_800_000_000);
+        let ok = |v: Value| check_times(&v, now, 300);
+        assert_eq!(ok(json!({"exp": 1_800_000_100})), Ok(1_800_000_100));
+        assert!(ok(json!({"exp": 1_800_000_100, "nbf": 1_800_000_005})).is_ok(), "within the skew");
+        assert!(ok(json!({"exp": i64::MAX})).is_err());
+        assert!(ok(json!({"exp": i64::MIN})).is_err());
+        assert!(ok(json!({"exp": 1_800_000_100, "nbf": i64::MIN})).is_ok(), "long past");
+        assert!(ok(json!({"exp": 1_800_000_100, "iat": i64::MAX})).is_err());
+        assert!(ok(json!({"exp": 1_799_999_989})).is_err(), "expired beyond the skew");
+        assert!(ok(json!({"nbf": 1})).is_err(), "exp required");
     }
 
     #[test]
