@@ -78,7 +78,9 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     // `max_header_size` is the strict limit (431 for any larger head, however it arrives);
     // `max_buf_size` only bounds the read buffer, so a head that arrives in one read could pass it.
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_header_size(limits.max_header_bytes);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes);
     let http = Arc::new(http);
     tokio::pin!(shutdown);
 
