@@ -79,15 +79,24 @@ impl Counters for EmbeddedCounters {
     }
 
     async fn consume(&self, plan: &QuotaPlan) -> Result<Consumption, CounterError> {
+        let (consumption, durable) = self.consume_deferred(plan).await?;
+        durable.await?;
+        Ok(consumption)
+    }
+
+    async fn consume_deferred(&self, plan: &QuotaPlan) -> Result<(Consumption, crate::Durable), CounterError> {
         if plan.is_empty() {
-            return Ok(Consumption::Granted { after: Vec::new(), degraded: false });
+            return Ok((
+                Consumption::Granted { after: Vec::new(), degraded: false },
+                Box::pin(std::future::ready(Ok(()))),
+            ));
         }
         let (done_tx, done_rx) = oneshot::channel();
         let after = {
             let mut counts = self.lock()?;
             let used: Vec<u64> = plan.buckets.iter().map(|b| counts.get(&b.key).copied().unwrap_or(0)).collect();
             if let Some(exhausted) = plan.first_exhausted(&used) {
-                return Ok(Consumption::Rejected { exhausted, used });
+                return Ok((Consumption::Rejected { exhausted, used }, Box::pin(std::future::ready(Ok(())))));
             }
             let mut lines = String::with_capacity(64 * plan.buckets.len());
             let mut after = Vec::with_capacity(plan.buckets.len());
@@ -106,11 +115,14 @@ impl Counters for EmbeddedCounters {
         };
         // If the write fails the in-memory increment stays: counting a token that was never
         // issued is safe, issuing one that is not counted is not.
-        match done_rx.await {
-            Ok(Ok(())) => Ok(Consumption::Granted { after, degraded: false }),
-            Ok(Err(e)) => Err(CounterError::Unavailable(e)),
-            Err(_) => Err(CounterError::Unavailable("counter journal writer stopped".into())),
-        }
+        let durable: crate::Durable = Box::pin(async move {
+            match done_rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(CounterError::Unavailable(e)),
+                Err(_) => Err(CounterError::Unavailable("counter journal writer stopped".into())),
+            }
+        });
+        Ok((Consumption::Granted { after, degraded: false }, durable))
     }
 
     async fn ping(&self) -> Result<(), CounterError> {

@@ -15,11 +15,15 @@ mod embedded;
 mod journal;
 mod redis;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
 use ration_domain::BucketKey;
 use ration_domain::quota::QuotaPlan;
 
 pub use embedded::{Durability, EmbeddedCounters};
+
 pub use redis::{FailurePolicy, RedisCounters};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,9 @@ pub enum Consumption {
     Rejected { exhausted: usize, used: Vec<u64> },
 }
 
+/// Resolves when a consumption is durable (see [`Counters::consume_deferred`]).
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), CounterError>> + Send>>;
+
 #[async_trait]
 pub trait Counters: Send + Sync + 'static {
     /// Current counts (0 for a bucket never counted), in the order given.
@@ -49,6 +56,15 @@ pub trait Counters: Send + Sync + 'static {
     /// Atomically: if no enforced bucket of `plan` is exhausted, increment every bucket (enforced
     /// or not) by one and return the new counts; else change nothing.
     async fn consume(&self, plan: &QuotaPlan) -> Result<Consumption, CounterError>;
+
+    /// Like [`Counters::consume`], but answers as soon as the counts are decided (other requests
+    /// already see them) and hands back a future that resolves once they are durable, so the
+    /// caller can wait for it together with its other durable writes. The caller must not let a
+    /// token out before that future resolved `Ok`.
+    async fn consume_deferred(&self, plan: &QuotaPlan) -> Result<(Consumption, Durable), CounterError> {
+        let consumption = self.consume(plan).await?;
+        Ok((consumption, Box::pin(std::future::ready(Ok(())))))
+    }
 
     /// Whether the counter store answers (readiness).
     async fn ping(&self) -> Result<(), CounterError>;

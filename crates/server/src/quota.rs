@@ -46,27 +46,30 @@ fn unavailable(CounterError::Unavailable(detail): CounterError) -> OAuthError {
 
 /// Consumes one token from every bucket of `plan`. On success returns the quota headers for the
 /// 200; on rejection, the 429 with its headers.
+///
+/// The returned future resolves once the consumption is durable; the caller awaits it together
+/// with its other durable writes and must not answer 200 before it resolved `Ok`.
 pub async fn consume(
     state: &AppState,
     decision: &Decision,
     plan: &QuotaPlan,
     now: UnixTime,
     info: &RequestInfo,
-) -> Result<Headers, OAuthError> {
+) -> Result<(Headers, ration_counters::Durable), OAuthError> {
     if plan.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Box::pin(std::future::ready(Ok(())))));
     }
-    match state.counters.consume(plan).await {
-        Ok(Consumption::Granted { after, degraded }) => {
+    match state.counters.consume_deferred(plan).await {
+        Ok((Consumption::Granted { after, degraded }, durable)) => {
             if degraded {
                 // Policy `allow` hid a counter store failure from the client, not from operators.
                 state.metrics.counter_store_error();
                 degraded_warning(state, decision, now, info);
             }
             warn_on_thresholds(state, decision, plan, &after, now, info);
-            Ok(quota_headers(plan, &after, now))
+            Ok((quota_headers(plan, &after, now), durable))
         }
-        Ok(Consumption::Rejected { exhausted, used }) => {
+        Ok((Consumption::Rejected { exhausted, used }, _)) => {
             state.metrics.quota_rejected(plan, exhausted);
             Err(rejection(plan, &used, exhausted, now))
         }

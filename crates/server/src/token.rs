@@ -164,15 +164,25 @@ async fn issue(
     // remains, so a crash in that window leaves as few counted-but-undelivered tokens as possible.
     // (A token signed and then refused by a concurrent request is simply dropped.)
     let minted = mint(state, &decision, now, custom)?;
-    let quota_headers = crate::quota::consume(state, &decision, &plan, now, info).await?;
+    let (quota_headers, counted) = crate::quota::consume(state, &decision, &plan, now, info).await?;
 
-    // The token exists only once its event is durable: an operator counting seccft events never
-    // sees fewer than the tokens that went out.
+    // The token exists only once its count and its event are durable: an operator counting
+    // seccft events never sees fewer than the tokens that went out, and a crash never forgets a
+    // token a client received. The two writes go to different group commits, so they are awaited
+    // together rather than one after the other.
     let mut event = success_event(&decision, &minted.jti);
     if let Some(ran) = &ran {
         event["details"]["actions"] = json!({"logs": crate::actions::logs_json(&ran.logs)});
     }
-    let recorded = state.events.emit_durable(now, info, event).await;
+    let (counted, recorded) = tokio::join!(counted, state.events.emit_durable(now, info, event));
+    if let Err(e) = counted {
+        // The count may not have reached the disk: the token must not go out. The seccft just
+        // written then records a token nobody received, the safe direction (as after a crash).
+        tracing::error!(error = %e, "quota count not durable; refusing the token");
+        let mut e = OAuthError::from(TokenError::QuotaStoreUnavailable);
+        e.headers.push((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        return Err(e);
+    }
     if !recorded {
         return Err(TokenError::ServerError.into());
     }
