@@ -110,6 +110,7 @@ struct Row {
     cpu_window: Duration,
     server_cpu: Duration,
     bench_cpu: Duration,
+    other_cpu: Duration,
     rss: u64,
 }
 
@@ -277,13 +278,15 @@ async fn run_scenario(args: &Args, srv: &Server, scenario: LoadScenario, clients
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
     };
-    // (server cpu, own cpu, wall clock) at the window's edges.
-    let sample = || -> (Option<Duration>, Option<Duration>, std::time::Instant) {
-        (srv.cpu().ok(), server::cpu_of("/proc/self/stat").ok(), std::time::Instant::now())
+    // (server cpu, own cpu, whole machine's busy cpu, wall clock) at the window's edges.
+    type Sample = (Option<Duration>, Option<Duration>, Option<Duration>, std::time::Instant);
+    let sample = || -> Sample {
+        (srv.cpu().ok(), server::cpu_of("/proc/self/stat").ok(), server::machine_busy().ok(), std::time::Instant::now())
     };
     let (mut first, mut last) = (None, None);
     let outcome = load::run(work, || first = Some(sample()), || last = Some(sample())).await?;
-    let ((s0, b0, t0), (s1, b1, t1)) = first.zip(last).ok_or_else(|| anyhow!("the measured window never ran"))?;
+    let ((s0, b0, m0, t0), (s1, b1, m1, t1)) =
+        first.zip(last).ok_or_else(|| anyhow!("the measured window never ran"))?;
     let window = Duration::from_secs_f64(args.duration);
     let delta =
         |a: Option<Duration>, b: Option<Duration>| b.zip(a).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
@@ -292,6 +295,8 @@ async fn run_scenario(args: &Args, srv: &Server, scenario: LoadScenario, clients
         clients: clients.len(),
         server_cpu: delta(s0, s1),
         bench_cpu: delta(b0, b1),
+        // Everything else the machine did meanwhile (other builds, daemons): the noise indicator.
+        other_cpu: delta(m0, m1).saturating_sub(delta(s0, s1) + delta(b0, b1)),
         rss: srv.rss()?,
         window,
         cpu_window: t1 - t0,
@@ -370,6 +375,7 @@ fn results_table(rows: &[Row], store: &str, concurrency: usize, raw: &BTreeMap<A
         "server CPU %",
         "server RSS MiB",
         "bench CPU %",
+        "other CPU %",
         "raw signs/s (1 core)",
         "tokens/s ÷ raw",
         "failed",
@@ -394,6 +400,7 @@ fn results_table(rows: &[Row], store: &str, concurrency: usize, raw: &BTreeMap<A
                 format!("{:.0}", pct(r.server_cpu, r.cpu_window)),
                 mib(r.rss),
                 format!("{:.0}", pct(r.bench_cpu, r.cpu_window)),
+                format!("{:.0}", pct(r.other_cpu, r.cpu_window)),
                 format!("{raw:.0}"),
                 format!("{:.2}", rate / raw),
                 r.outcome.failures().to_string(),

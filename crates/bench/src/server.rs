@@ -125,10 +125,25 @@ pub fn cpu_of(stat_path: &str) -> Result<Duration> {
     // Field 3 (state) is fields[0]; utime and stime are fields 14 and 15.
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| anyhow!("{stat_path}"));
     let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_secs_f64(total as f64 / clock_ticks() as f64))
+}
+
+/// CPU time the whole machine spent not idle, all cores together (`/proc/stat`): the server, the
+/// load generator, and whatever else runs (other builds), which makes a run noisy.
+pub fn machine_busy() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+    let cpu =
+        stat.lines().next().and_then(|l| l.strip_prefix("cpu ")).ok_or_else(|| anyhow!("unreadable /proc/stat"))?;
+    let ticks: Vec<u64> = cpu.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    let busy: u64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    Ok(Duration::from_secs_f64(busy as f64 / clock_ticks() as f64))
+}
+
+fn clock_ticks() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as u64 } else { 100 };
-    Ok(Duration::from_secs_f64(total as f64 / hz as f64))
+    if hz > 0 { hz as u64 } else { 100 }
 }
 
 fn tail(path: &Path) -> String {
@@ -148,5 +163,6 @@ mod tests {
             x = std::hint::black_box(x.wrapping_add(i));
         }
         assert!(super::cpu_of("/proc/self/stat").unwrap() >= t0);
+        assert!(super::machine_busy().unwrap() > std::time::Duration::ZERO);
     }
 }
