@@ -4,6 +4,12 @@
 //! Why hyper's connection API and not a pooled client: one connection per task makes the
 //! connection count exact (the "32 connections"), and skipping the pool keeps the load
 //! generator's own CPU cost low, which matters when it shares two cores with the server.
+//!
+//! Two modes: closed loop (the default: each connection sends its next request as soon as the
+//! previous answer arrives, which finds the maximum throughput) and paced (`rate`: the connections
+//! together send at a fixed rate, for latency at a given load). Paced latency is measured from
+//! when a request was due, not when it went out, so a stalled server cannot hide its stall by
+//! holding back the requests that would have queued behind it (coordinated omission).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,6 +35,8 @@ pub struct Workload {
     pub connections: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Total requests per second over all connections; `None`: as fast as answers come.
+    pub rate: Option<f64>,
 }
 
 /// What the measured window saw (the warm-up is discarded).
@@ -90,7 +98,12 @@ pub async fn run(
     for task in 0..work.connections {
         let bodies = bodies.clone();
         let (addr, step) = (work.addr, work.connections);
-        tasks.spawn(connection_loop(addr, bodies, task, step, window));
+        // Each connection sends every `interval`, the connections staggered evenly within it.
+        let pacing = work.rate.filter(|r| *r > 0.0).map(|rate| {
+            let interval = Duration::from_secs_f64(step as f64 / rate);
+            (start + interval.mul_f64(task as f64 / step as f64), interval)
+        });
+        tasks.spawn(connection_loop(addr, bodies, task, step, window, pacing));
     }
     tokio::time::sleep_until(window.0).await;
     at_window_start();
@@ -112,13 +125,29 @@ async fn connection_loop(
     first: usize,
     step: usize,
     (from, to): (Instant, Instant),
+    mut pacing: Option<(Instant, Duration)>,
 ) -> Outcome {
     let mut out = Outcome::default();
     let host = addr.to_string();
     let mut next = first % bodies.len();
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     loop {
-        let begun = Instant::now();
+        let begun = match &mut pacing {
+            None => Instant::now(),
+            Some((due, interval)) => {
+                let this = *due;
+                *due += *interval;
+                if Instant::now() >= this {
+                    // Behind because the server was slow: the wait counts as latency.
+                    this
+                } else {
+                    // Early: sleep. The timer wakes up to a millisecond late, which is ours, not
+                    // the server's, so measure from the actual send.
+                    tokio::time::sleep_until(this).await;
+                    Instant::now()
+                }
+            }
+        };
         if begun >= to {
             break;
         }

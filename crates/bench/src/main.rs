@@ -66,6 +66,10 @@ struct Args {
     /// Clients of the large population (`-10k` scenarios and `startup-10k`).
     #[arg(long, default_value_t = 10_000)]
     many_clients: usize,
+    /// Scenarios that also run paced at half of the throughput they just reached, for the latency
+    /// at half load (issue 7: p99 ≤ 5 ms there). Comma-separated; empty: none.
+    #[arg(long, default_value = "es256-quota")]
+    half_load: String,
     /// Management API requests in flight during setup.
     #[arg(long, default_value_t = 8)]
     setup_concurrency: usize,
@@ -102,6 +106,8 @@ fn main() -> ExitCode {
 /// One row of the results.
 struct Row {
     scenario: LoadScenario,
+    /// The paced rate (tokens/s) of a half-load run; `None`: closed loop, the maximum.
+    paced: Option<f64>,
     clients: usize,
     outcome: load::Outcome,
     /// The measured window (tokens/s).
@@ -112,6 +118,16 @@ struct Row {
     bench_cpu: Duration,
     other_cpu: Duration,
     rss: u64,
+}
+
+impl Row {
+    /// The scenario's name; a half-load run says so.
+    fn label(&self) -> String {
+        match self.paced {
+            None => self.scenario.name(),
+            Some(rate) => format!("{} @ {rate:.0}/s", self.scenario.name()),
+        }
+    }
 }
 
 /// One server's life: how long setup and startup took, how much memory it held idle.
@@ -244,14 +260,17 @@ async fn run_population(
         println!("restart with {n} clients per set: listening after {:.0} ms", srv.startup.as_secs_f64() * 1e3);
     }
 
+    let half_load = if args.half_load.trim().is_empty() { Plan::default() } else { scenario::parse(&args.half_load)? };
     let mut rows = Vec::new();
     for &scenario in plan.load.iter().filter(|s| s.population == population) {
         let clients = if scenario.quota { &setup.quota } else { &setup.plain };
-        rows.push(
-            run_scenario(args, &srv, scenario, clients)
-                .await
-                .with_context(|| format!("scenario {}; server log:\n{}", scenario.name(), srv.log_tail()))?,
-        );
+        let context = || format!("scenario {}; server log:\n{}", scenario.name(), srv.log_tail());
+        let max = run_scenario(args, &srv, scenario, clients, None).await.with_context(context)?;
+        let half = max.outcome.ok as f64 / max.window.as_secs_f64() / 2.0;
+        rows.push(max);
+        if half_load.load.contains(&scenario) && half >= 1.0 {
+            rows.push(run_scenario(args, &srv, scenario, clients, Some(half)).await.with_context(context)?);
+        }
     }
     srv.stop().await?;
     let facts =
@@ -264,7 +283,14 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
-async fn run_scenario(args: &Args, srv: &Server, scenario: LoadScenario, clients: &[BenchClient]) -> Result<Row> {
+/// Runs one scenario closed-loop (`paced: None`, the maximum) or at a fixed total rate.
+async fn run_scenario(
+    args: &Args,
+    srv: &Server,
+    scenario: LoadScenario,
+    clients: &[BenchClient],
+    paced: Option<f64>,
+) -> Result<Row> {
     let audience = scenario.alg.audience();
     let org = scenario.quota.then_some(ORG_NAME);
     preflight(srv, scenario, &clients[0], org).await?;
@@ -277,6 +303,7 @@ async fn run_scenario(args: &Args, srv: &Server, scenario: LoadScenario, clients
         connections: args.concurrency,
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
+        rate: paced,
     };
     // (server cpu, own cpu, whole machine's busy cpu, wall clock) at the window's edges.
     type Sample = (Option<Duration>, Option<Duration>, Option<Duration>, std::time::Instant);
@@ -292,6 +319,7 @@ async fn run_scenario(args: &Args, srv: &Server, scenario: LoadScenario, clients
         |a: Option<Duration>, b: Option<Duration>| b.zip(a).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
     let row = Row {
         scenario,
+        paced,
         clients: clients.len(),
         server_cpu: delta(s0, s1),
         bench_cpu: delta(b0, b1),
@@ -303,8 +331,8 @@ async fn run_scenario(args: &Args, srv: &Server, scenario: LoadScenario, clients
         outcome,
     };
     println!(
-        "{:<18} {:>9.0} tokens/s  p99 {:>6.2} ms  server CPU {:>4.0}%  failures {}",
-        scenario.name(),
+        "{:<24} {:>9.0} tokens/s  p99 {:>6.2} ms  server CPU {:>4.0}%  failures {}",
+        row.label(),
         row.outcome.ok as f64 / window.as_secs_f64(),
         ms(row.outcome.latency.quantile(0.99)),
         pct(row.server_cpu, row.cpu_window),
@@ -387,7 +415,7 @@ fn results_table(rows: &[Row], store: &str, concurrency: usize, raw: &BTreeMap<A
             let raw = raw.get(&r.scenario.alg).copied().unwrap_or(f64::NAN);
             let q = |q| num(ms(r.outcome.latency.quantile(q)));
             vec![
-                r.scenario.name(),
+                r.label(),
                 r.scenario.alg.jose().into(),
                 if r.scenario.quota { "client+org".into() } else { "off".into() },
                 store.into(),
