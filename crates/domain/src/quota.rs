@@ -39,6 +39,23 @@ impl QuotaLimits {
     }
 }
 
+/// Where the quota that applies to an entity comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaSource {
+    /// The entity's own `token_quota`.
+    Own,
+    /// The tenant's `default_token_quota` for that kind of entity.
+    TenantDefault,
+}
+
+/// The quota that applies: the entity's own, else the tenant default, else none (Auth0 §1.4).
+pub fn effective_quota<'a>(
+    own: Option<&'a TokenQuota>,
+    default: Option<&'a TokenQuota>,
+) -> Option<(&'a TokenQuota, QuotaSource)> {
+    own.map(|q| (q, QuotaSource::Own)).or_else(|| default.map(|q| (q, QuotaSource::TenantDefault)))
+}
+
 /// Largest quota value Auth0 accepts (2^31 - 1).
 pub const MAX_QUOTA: u32 = 2_147_483_647;
 

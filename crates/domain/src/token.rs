@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::entity::{CLIENT_CREDENTIALS, Client, ClientGrant, Organization, OrganizationUsage, ResourceServer};
-use crate::quota::{EntityKind, QuotaPlan};
+use crate::quota::{EntityKind, QuotaPlan, effective_quota};
 use crate::time::UnixTime;
 
 /// A token request after wire parsing and client authentication.
@@ -43,11 +43,10 @@ impl Decision {
             return QuotaPlan::default();
         }
         let defaults = &catalog.tenant().default_token_quota;
-        let client_quota = self.client.token_quota.as_ref().or(defaults.clients.as_ref());
-        let org_quota = self
-            .organization
-            .as_ref()
-            .and_then(|org| org.token_quota.as_ref().or(defaults.organizations.as_ref()).map(|q| (org, q)));
+        let client_quota = effective_quota(self.client.token_quota.as_ref(), defaults.clients.as_ref()).map(|(q, _)| q);
+        let org_quota = self.organization.as_ref().and_then(|org| {
+            effective_quota(org.token_quota.as_ref(), defaults.organizations.as_ref()).map(|(q, _)| (org, q))
+        });
         QuotaPlan::new(
             client_quota.map(|q| (self.client.client_id.as_str(), q)),
             org_quota.map(|(org, q)| (org.id.as_str(), q)),

@@ -160,20 +160,15 @@ pub async fn quota_usage(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     principal.require("read:clients")?;
-    let now = state.now();
     let catalog = state.catalog.load();
     let client = catalog.client(&id).ok_or_else(no_client)?;
     let default = catalog.tenant().default_token_quota.clients.as_ref();
-    let (source, quota) = match (&client.token_quota, default) {
-        (Some(q), _) => (Some("client"), Some(q)),
-        (None, Some(q)) => (Some("tenant_default"), Some(q)),
-        (None, None) => (None, None),
-    };
-    let plan = ration_domain::quota::QuotaPlan::new(quota.map(|q| (client.client_id.as_str(), q)), None, now);
-    let states = crate::quota::usage(&state, &plan, ration_domain::EntityKind::Client, now)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), Some("quota_store_unavailable")))?;
-    let mut body = super::usage_view(source, quota, &states);
-    body["client_id"] = serde_json::json!(client.client_id);
-    Ok(Json(body).into_response())
+    super::usage_response(
+        &state,
+        ration_domain::EntityKind::Client,
+        &client.client_id,
+        client.token_quota.as_ref(),
+        default,
+    )
+    .await
 }

@@ -100,14 +100,33 @@ pub fn list_params(query: Option<&str>) -> Result<(ListParams, Filters, Page), A
     Ok((params, rest, page))
 }
 
-/// The quota-usage body shared by clients and organizations: which quota applies (own or tenant
-/// default) and each bucket's live state.
-pub fn usage_view(
-    source: Option<&'static str>,
-    quota: Option<&ration_domain::TokenQuota>,
-    states: &[ration_domain::quota::BucketState],
-) -> serde_json::Value {
-    serde_json::json!({
+/// The quota-usage answer shared by clients and organizations: which quota applies (own or tenant
+/// default) and each bucket's live state in the current windows.
+pub async fn usage_response(
+    state: &AppState,
+    entity: ration_domain::EntityKind,
+    id: &str,
+    own: Option<&ration_domain::TokenQuota>,
+    default: Option<&ration_domain::TokenQuota>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    use ration_domain::quota::{QuotaPlan, QuotaSource, effective_quota};
+    let now = state.now();
+    let applied = effective_quota(own, default);
+    let quota = applied.map(|(q, _)| q);
+    let source = applied.map(|(_, source)| match (source, entity) {
+        (QuotaSource::TenantDefault, _) => "tenant_default",
+        (QuotaSource::Own, ration_domain::EntityKind::Client) => "client",
+        (QuotaSource::Own, ration_domain::EntityKind::Organization) => "organization",
+    });
+    let plan = match entity {
+        ration_domain::EntityKind::Client => QuotaPlan::new(quota.map(|q| (id, q)), None, now),
+        ration_domain::EntityKind::Organization => QuotaPlan::new(None, quota.map(|q| (id, q)), now),
+    };
+    let states = crate::quota::usage(state, &plan, entity, now).await.map_err(|e| {
+        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string(), Some("quota_store_unavailable"))
+    })?;
+    let mut body = serde_json::json!({
         "source": source,
         "token_quota": quota.map(ration_proto::mgmt::quota_view),
         "enforce": quota.map(|q| q.enforce),
@@ -119,5 +138,11 @@ pub fn usage_view(
             "resets_at": ration_domain::UnixTime::from_secs(s.reset_at).to_rfc3339(),
             "reset_in": s.reset_in,
         })).collect::<Vec<_>>(),
-    })
+    });
+    let id_field = match entity {
+        ration_domain::EntityKind::Client => "client_id",
+        ration_domain::EntityKind::Organization => "organization_id",
+    };
+    body[id_field] = serde_json::json!(id);
+    Ok(axum::Json(body).into_response())
 }

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ration_domain::{EntityKind, Organization};
+use ration_domain::Organization;
 use ration_proto::mgmt::{
     OrganizationCreate, OrganizationGrantAdd, OrganizationPatch, client_grant_view, list_response, organization_view,
     parse_body,
@@ -174,20 +174,9 @@ pub async fn quota_usage(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     principal.require("read:organizations")?;
-    let now = state.now();
     let catalog = state.catalog.load();
     let org = catalog.organization(&id).ok_or_else(no_organization)?;
     let default = catalog.tenant().default_token_quota.organizations.as_ref();
-    let (source, quota) = match (&org.token_quota, default) {
-        (Some(q), _) => (Some("organization"), Some(q)),
-        (None, Some(q)) => (Some("tenant_default"), Some(q)),
-        (None, None) => (None, None),
-    };
-    let plan = ration_domain::quota::QuotaPlan::new(None, quota.map(|q| (org.id.as_str(), q)), now);
-    let states = crate::quota::usage(&state, &plan, EntityKind::Organization, now)
+    super::usage_response(&state, ration_domain::EntityKind::Organization, &org.id, org.token_quota.as_ref(), default)
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), Some("quota_store_unavailable")))?;
-    let mut body = super::usage_view(source, quota, &states);
-    body["organization_id"] = serde_json::json!(org.id);
-    Ok(Json(body).into_response())
 }
