@@ -21,8 +21,9 @@ pub struct Catalog {
     organizations: Arc<HashMap<String, Arc<Organization>>>,
     /// organization name -> id
     organization_names: Arc<HashMap<String, String>>,
-    /// (organization id, grant id) associations
-    organization_grants: Arc<HashSet<(String, String)>>,
+    /// organization id -> ids of the grants associated with it (nested rather than a tuple key, so
+    /// the token path looks an association up by `&str` without allocating)
+    organization_grants: Arc<HashMap<String, HashSet<String>>>,
     tenant: Arc<TenantSettings>,
     /// client_id -> its private_key_jwt credentials
     credentials: Arc<HashMap<String, Vec<Arc<ClientCredential>>>>,
@@ -73,7 +74,7 @@ impl Catalog {
     }
 
     pub fn organization_has_grant(&self, organization_id: &str, grant_id: &str) -> bool {
-        self.organization_grants.contains(&(organization_id.to_owned(), grant_id.to_owned()))
+        self.organization_grants.get(organization_id).is_some_and(|grants| grants.contains(grant_id))
     }
 
     pub fn tenant(&self) -> &TenantSettings {
@@ -93,8 +94,9 @@ impl Catalog {
             for g in &grants {
                 all.remove(&g.id);
             }
-            Arc::make_mut(&mut self.organization_grants)
-                .retain(|(_, grant_id)| !grants.iter().any(|g| &g.id == grant_id));
+            for g in &grants {
+                self.forget_grant_associations(&g.id);
+            }
         }
     }
 
@@ -134,7 +136,15 @@ impl Catalog {
                 by_client.remove(&grant.client_id);
             }
         }
-        Arc::make_mut(&mut self.organization_grants).retain(|(_, grant_id)| grant_id != id);
+        self.forget_grant_associations(id);
+    }
+
+    fn forget_grant_associations(&mut self, grant_id: &str) {
+        let map = Arc::make_mut(&mut self.organization_grants);
+        map.values_mut().for_each(|grants| {
+            grants.remove(grant_id);
+        });
+        map.retain(|_, grants| !grants.is_empty());
     }
 
     pub fn upsert_organization(&mut self, org: Organization) {
@@ -148,16 +158,18 @@ impl Catalog {
         if let Some(org) = Arc::make_mut(&mut self.organizations).remove(id) {
             Arc::make_mut(&mut self.organization_names).remove(&org.name);
         }
-        Arc::make_mut(&mut self.organization_grants).retain(|(org_id, _)| org_id != id);
+        Arc::make_mut(&mut self.organization_grants).remove(id);
     }
 
     pub fn set_organization_grant(&mut self, organization_id: &str, grant_id: &str, present: bool) {
-        let set = Arc::make_mut(&mut self.organization_grants);
-        let key = (organization_id.to_owned(), grant_id.to_owned());
+        let map = Arc::make_mut(&mut self.organization_grants);
         if present {
-            set.insert(key);
-        } else {
-            set.remove(&key);
+            map.entry(organization_id.to_owned()).or_default().insert(grant_id.to_owned());
+        } else if let Some(grants) = map.get_mut(organization_id) {
+            grants.remove(grant_id);
+            if grants.is_empty() {
+                map.remove(organization_id);
+            }
         }
     }
 
