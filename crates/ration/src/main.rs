@@ -187,6 +187,9 @@ async fn run(
     tracing::info!(%issuer, data_dir = %settings.data_dir.display(), "ration started");
 
     ration_server::serve(listener, server.router(), tls, settings.listener_limits.clone(), shutdown_signal()).await?;
+    // Journaled events would be replayed at the next start anyway; indexing them now leaves a
+    // stopped server's store complete for whoever reads it next.
+    server.state.events.flushed().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

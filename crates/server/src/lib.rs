@@ -158,7 +158,12 @@ impl Server {
             );
         }
         let instance_id = secrets::random_alnum(12)?;
-        let events = events::EventLog::start(store.clone(), store.last_log_id().await?.as_deref());
+        // The embedded store's events are journaled in the data dir; a shared store's go straight
+        // to it (another instance could not replay this one's journal).
+        let journal = (!store.is_shared())
+            .then(|| events::JournalConfig { dir: config.data_dir.clone(), durability: config.durability });
+        let events =
+            events::EventLog::open(store.clone(), journal).await.map_err(|e| StartError::Setup(e.to_string()))?;
         let clock_for_streams = clock.clone();
         let deliveries = ration_logstream::Deliveries::start(
             store.clone(),

@@ -329,6 +329,67 @@ async fn seccft_is_stored_before_the_200_and_describes_the_exchange() {
     assert_seccft(ev, &id, &name, API, "read", &jti);
 }
 
+/// The `seccft` events in the data dir's event journal (what a crash leaves for the next start).
+fn journaled_jtis(data_dir: &std::path::Path, client_id: &str) -> BTreeSet<String> {
+    let mut jtis = BTreeSet::new();
+    for entry in std::fs::read_dir(data_dir).expect("read data dir") {
+        let path = entry.expect("dir entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if !(name.starts_with("events-") && name.ends_with(".journal")) {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).expect("read journal").lines() {
+            let (_, json) = line.split_once(' ').unwrap_or_else(|| panic!("journal line `<millis> <json>`: {line}"));
+            let ev: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("journal JSON ({e}): {json}"));
+            if ev["type"] == "seccft" && ev["client_id"] == client_id {
+                jtis.insert(event_jti(&ev));
+            }
+        }
+    }
+    jtis
+}
+
+#[tokio::test]
+async fn every_seccft_survives_a_kill_9_right_after_the_last_200() {
+    let mut s = TestServer::start().await;
+    let (id, secret) = setup(&s, &unique("k9-events-"), &["read"]).await;
+    let p = pairs(&id, &secret, API, None);
+    let body = form_body(&pairs_ref(&p));
+    // 100 tokens from 4 concurrent tasks, then kill -9 at once: no time for the background
+    // indexing to catch up, so the journal alone must carry whatever the store does not have.
+    let http = reqwest::Client::new();
+    let url = format!("{}/oauth/token", s.base_url());
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (http, url, body) = (http.clone(), url.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut jtis = Vec::new();
+            for _ in 0..25 {
+                let r = http.post(&url).header("content-type", FORM).body(body.clone()).send().await.expect("send");
+                assert_eq!(r.status(), 200);
+                let v: Value = r.json().await.expect("json");
+                jtis.push(jti_of(v["access_token"].as_str().expect("access_token")));
+            }
+            jtis
+        }));
+    }
+    let mut issued = BTreeSet::new();
+    for t in tasks {
+        issued.extend(t.await.expect("task"));
+    }
+    s.kill9();
+    assert_eq!(issued.len(), 100);
+    assert_eq!(journaled_jtis(s.data_dir(), &id), issued, "every 200 had its seccft in the journal before it left");
+
+    s.restart().await;
+    let stored: BTreeSet<String> = events_for(&s, "seccft", &id).await.iter().map(event_jti).collect();
+    assert_eq!(stored, issued, "after the restart the log lists exactly the tokens issued");
+    // Replayed segments are gone; the log is not doubled by a second restart.
+    s.kill9();
+    s.restart().await;
+    assert_eq!(events_for(&s, "seccft", &id).await.len(), 100, "no event twice after another restart");
+}
+
 #[tokio::test]
 async fn seccft_carries_the_organization() {
     let s = TestServer::start().await;

@@ -22,6 +22,7 @@ fn no_stream() -> ApiError {
 
 /// Ration extension: where delivery stands.
 async fn delivery(state: &AppState, stream: &LogStream, position: &StreamPosition) -> Result<Value, ApiError> {
+    state.events.flushed().await;
     let backlog = state
         .store
         .list_events(&EventQuery {
@@ -59,6 +60,9 @@ pub async fn create(State(state): State<AppState>, principal: Principal, body: B
     let cursor = {
         let _writes = state.writes.lock().await;
         // A new stream ships what happens from now on, not the whole history.
+        // A new stream delivers what happens from now on: everything emitted before is in the
+        // store first, so that the cursor is past it.
+        state.events.flushed().await;
         let cursor = state.store.last_log_id().await?.unwrap_or_default();
         state.store.insert_log_stream(&stream, &cursor).await?;
         StreamPosition { cursor, last_delivered: None }

@@ -54,6 +54,7 @@ pub async fn list(
             newest_first: false,
             page: Page { page: 0, per_page: take },
         };
+        state.events.flushed().await;
         let listing = state.store.list_events(&q).await?;
         let items: Vec<Value> = listing.items.iter().map(event_json).collect();
         let next = listing.items.last().map(|e| e.log_id.clone()).unwrap_or_else(|| from.to_owned());
@@ -80,6 +81,7 @@ pub async fn list(
     if let Some(text) = get("q").or_else(|| get("search")) {
         apply_lucene(&mut q, text)?;
     }
+    state.events.flushed().await;
     let listing = state.store.list_events(&q).await?;
     let items: Vec<Value> = listing.items.iter().map(event_json).collect();
     if get("include_totals") == Some("true") {
@@ -101,6 +103,7 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     principal.require("read:logs")?;
+    state.events.flushed().await;
     let event =
         state.store.get_event(&id).await?.ok_or_else(|| ApiError::not_found("log not found", "inexistent_log"))?;
     Ok(Json(event_json(&event)).into_response())

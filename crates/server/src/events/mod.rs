@@ -1,0 +1,334 @@
+//! The event log writer: Auth0-shaped tenant log events with unique, increasing `log_id`s.
+//!
+//! Events pass through one writer thread, which gives them their `log_id`s in the order it writes
+//! them (so the store never receives a smaller id after a larger one, which a log-stream cursor
+//! would skip) and makes each group durable with one write:
+//!
+//! - Embedded store: the group is appended to the [`journal`] (one `write(2)`), the events waiting
+//!   on it are released, and a background task indexes the events into the store in large
+//!   batches. Start-up replays what a crash left in the journal.
+//! - Shared store (PostgreSQL): there is no local journal (another instance could not replay it);
+//!   the group is committed to the store in one transaction before its events are released.
+//!
+//! Events that belong to an issued token or a stored change are awaited
+//! ([`EventLog::emit_durable`]); others ([`EventLog::emit`]) are not, so a failing or flooding
+//! caller cannot slow anyone down. Readers of the store call [`EventLog::flushed`] first, so that
+//! an event emitted before a read is part of it. After each store commit a watch channel
+//! announces how many events are in, which wakes the log-stream deliverers.
+
+mod journal;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ration_domain::{Durability, UnixTime};
+use ration_store::{ConfigStore, StoredEvent};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use journal::Segment;
+
+/// Where events go. Cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    tx: std::sync::mpsc::Sender<Pending>,
+    /// Events handed to the writer so far.
+    sent: Arc<AtomicU64>,
+    /// Events in the store so far (or given up on), in writer order.
+    stored: watch::Receiver<u64>,
+}
+
+/// An event as its emitter built it: everything but the `log_id`, which the writer adds.
+struct Pending {
+    date: UnixTime,
+    event_type: String,
+    client_id: Option<String>,
+    /// A JSON object with at least one member (`date`), without `log_id`.
+    body: String,
+    done: Option<oneshot::Sender<bool>>,
+}
+
+/// Request facts that Auth0 puts on every event.
+#[derive(Clone, Debug, Default)]
+pub struct RequestInfo {
+    pub ip: String,
+    pub user_agent: String,
+    pub hostname: String,
+}
+
+/// The most events the writer takes in one group.
+const MAX_GROUP: usize = 4096;
+/// The most events in one store transaction.
+const MAX_TRANSACTION: usize = 8192;
+/// How long a reader waits for earlier events to reach the store before reading anyway.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
+/// Where the embedded store's events are journaled.
+pub struct JournalConfig {
+    pub dir: PathBuf,
+    pub durability: Durability,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventLogError {
+    #[error("event journal in {dir}: {error}")]
+    Journal { dir: String, error: std::io::Error },
+    #[error("cannot replay the event journal into the store: {0}")]
+    Store(#[from] ration_store::StoreError),
+    #[error("cannot start the event writer: {0}")]
+    Thread(std::io::Error),
+}
+
+impl EventLog {
+    /// Replays what the journal holds into the store (with `journal`), then starts the writer.
+    /// The store's newest `log_id` seeds the id sequence, so ids keep increasing across restarts
+    /// even with a clock that stepped back.
+    pub async fn open(store: Arc<dyn ConfigStore>, journal: Option<JournalConfig>) -> Result<EventLog, EventLogError> {
+        let segment = match journal {
+            Some(config) => Some(replay(store.as_ref(), &config).await?),
+            None => None,
+        };
+        let last_log_id = store.last_log_id().await?;
+        let last_millis = last_log_id.as_deref().and_then(|id| id.get(3..19)).and_then(|m| m.parse().ok()).unwrap_or(0);
+        // Random per process: instances sharing a store never make the same id in the same
+        // millisecond (a duplicate would be dropped as a replay).
+        let instance_tag =
+            crate::secrets::random_bytes::<4>().map(u32::from_le_bytes).unwrap_or_default() % 100_000_000;
+        let (stored_tx, stored) = watch::channel(0u64);
+        let (ingest_tx, ingest_rx) = mpsc::unbounded_channel();
+        let journaled = segment.is_some();
+        tokio::spawn(ingest_loop(store, ingest_rx, stored_tx, journaled));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = Writer { segment, instance_tag, seq: 0, last_millis, ingest: ingest_tx };
+        std::thread::Builder::new()
+            .name("ration-event-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(EventLogError::Thread)?;
+        Ok(EventLog { tx, sent: Arc::new(AtomicU64::new(0)), stored })
+    }
+
+    /// A receiver that changes whenever events reach the store (its value counts them).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.stored.clone()
+    }
+
+    /// Resolves once every event emitted before the call is in the store (or after a few seconds
+    /// if the store is failing), so that a read right after a write sees it.
+    pub async fn flushed(&self) {
+        let target = self.sent.load(Ordering::Acquire);
+        let mut stored = self.stored.clone();
+        let _ = tokio::time::timeout(FLUSH_WAIT, stored.wait_for(|n| *n >= target)).await;
+    }
+
+    /// Records an event without waiting for it to be stored.
+    pub fn emit(&self, now: UnixTime, info: &RequestInfo, fields: Value) {
+        if !self.send(prepare(now, info, fields), None) {
+            tracing::error!("event writer stopped; event dropped");
+        }
+    }
+
+    /// Records an event and resolves once it is durable. `false`: it could not be stored.
+    pub fn emit_durable(&self, now: UnixTime, info: &RequestInfo, fields: Value) -> impl Future<Output = bool> + use<> {
+        let (done_tx, done_rx) = oneshot::channel();
+        let sent = self.send(prepare(now, info, fields), Some(done_tx));
+        async move { sent && done_rx.await.unwrap_or(false) }
+    }
+
+    fn send(&self, mut pending: Pending, done: Option<oneshot::Sender<bool>>) -> bool {
+        pending.done = done;
+        // Counted before it is sent, so that `flushed` never misses it.
+        self.sent.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(pending).is_ok()
+    }
+}
+
+/// Fills in Auth0's common fields around the event's own (type, description, details…).
+fn prepare(now: UnixTime, info: &RequestInfo, fields: Value) -> Pending {
+    let mut map = match fields {
+        Value::Object(map) => map,
+        other => {
+            tracing::error!(event = %other, "event fields are not an object");
+            Map::new()
+        }
+    };
+    map.remove("log_id");
+    map.insert("date".into(), json!(now.to_rfc3339()));
+    map.entry("ip").or_insert(json!(info.ip));
+    map.entry("client_ip").or_insert(json!(info.ip));
+    map.entry("user_agent").or_insert(json!(info.user_agent));
+    map.entry("hostname").or_insert(json!(info.hostname));
+    map.entry("user_id").or_insert(json!(""));
+    map.entry("user_name").or_insert(json!(""));
+    map.entry("connection_id").or_insert(json!(""));
+    map.entry("isMobile").or_insert(json!(false));
+    map.insert("$event_schema".into(), json!({"version": "1.0.0"}));
+    let text = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_owned);
+    let event_type = text("type").unwrap_or_default();
+    let client_id = text("client_id");
+    Pending { date: now, event_type, client_id, body: Value::Object(map).to_string(), done: None }
+}
+
+/// Replays every journal segment into the store, deletes them and starts the next one.
+async fn replay(store: &dyn ConfigStore, config: &JournalConfig) -> Result<Segment, EventLogError> {
+    let io = |error| EventLogError::Journal { dir: config.dir.display().to_string(), error };
+    let segments = journal::segments(&config.dir).map_err(io)?;
+    let next = segments.last().map_or(0, |(n, _)| n + 1);
+    let mut replayed = 0usize;
+    for (_, path) in &segments {
+        let events = journal::read_segment(path).map_err(io)?;
+        for chunk in events.chunks(MAX_TRANSACTION) {
+            store.append_events(chunk).await?;
+        }
+        replayed += events.len();
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    if !segments.is_empty() {
+        tracing::info!(segments = segments.len(), events = replayed, "event journal replayed into the store");
+    }
+    Segment::create(&config.dir, next, config.durability).map_err(io)
+}
+
+/// A group on its way from the writer to the store.
+struct Group {
+    events: Vec<StoredEvent>,
+    /// Waiters released when the group is in the store (shared store only).
+    acks: Vec<oneshot::Sender<bool>>,
+    /// A journal segment that holds nothing after this group: delete it once the group is stored.
+    finished_segment: Option<PathBuf>,
+}
+
+struct Writer {
+    /// `None` with a shared store.
+    segment: Option<Segment>,
+    instance_tag: u32,
+    seq: u64,
+    /// The last millisecond used in an id, so ids increase even if the clock steps back.
+    last_millis: i64,
+    ingest: mpsc::UnboundedSender<Group>,
+}
+
+impl Writer {
+    fn run(mut self, rx: std::sync::mpsc::Receiver<Pending>) {
+        // Ends when every `EventLog` is gone.
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.write(group);
+        }
+    }
+
+    fn write(&mut self, group: Vec<Pending>) {
+        let mut events = Vec::with_capacity(group.len());
+        let mut waiters = Vec::new();
+        for pending in group {
+            events.push(self.finish(&pending));
+            waiters.extend(pending.done);
+        }
+        let mut acks = Vec::new();
+        let mut finished_segment = None;
+        match &mut self.segment {
+            Some(segment) => {
+                let ok = match segment.append(&events) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        // The events still go to the store; only their durability before it is lost.
+                        tracing::error!(error = %e, path = %segment.path().display(), "event journal write failed");
+                        false
+                    }
+                };
+                for waiter in waiters {
+                    let _ = waiter.send(ok);
+                }
+                if segment.is_full() {
+                    match segment.next() {
+                        Ok(next) => finished_segment = Some(std::mem::replace(segment, next).path()),
+                        Err(e) => tracing::error!(error = %e, "cannot start a new event journal segment"),
+                    }
+                }
+            }
+            None => acks = waiters,
+        }
+        if let Err(mpsc::error::SendError(group)) = self.ingest.send(Group { events, acks, finished_segment }) {
+            for ack in group.acks {
+                let _ = ack.send(false);
+            }
+        }
+    }
+
+    /// A `log_id` (`900`, the time in milliseconds, this process's tag and a sequence number, fixed
+    /// width, so that ids sort in the order they were made, as Auth0's do) and the final JSON.
+    fn finish(&mut self, pending: &Pending) -> StoredEvent {
+        self.last_millis = self.last_millis.max(pending.date.millis);
+        self.seq += 1;
+        let log_id = format!("900{:016}{:08}{:020}", self.last_millis, self.instance_tag, self.seq);
+        // `body` is an object with at least one member: put `log_id` first.
+        let rest = pending.body.strip_prefix('{').unwrap_or(&pending.body);
+        let json = format!("{{\"log_id\":\"{log_id}\",{rest}");
+        StoredEvent {
+            log_id,
+            date: pending.date,
+            event_type: pending.event_type.clone(),
+            client_id: pending.client_id.clone(),
+            json,
+        }
+    }
+}
+
+/// Moves groups into the store, merging whatever queued meanwhile into one transaction.
+async fn ingest_loop(
+    store: Arc<dyn ConfigStore>,
+    mut rx: mpsc::UnboundedReceiver<Group>,
+    stored: watch::Sender<u64>,
+    journaled: bool,
+) {
+    let mut groups = Vec::new();
+    while rx.recv_many(&mut groups, 64).await > 0 {
+        let mut events = Vec::new();
+        let mut acks = Vec::new();
+        let mut finished = Vec::new();
+        for group in groups.drain(..) {
+            events.extend(group.events);
+            acks.extend(group.acks);
+            finished.extend(group.finished_segment);
+        }
+        let mut ok = true;
+        for chunk in events.chunks(MAX_TRANSACTION) {
+            ok &= commit(store.as_ref(), chunk, journaled).await;
+        }
+        for ack in acks {
+            let _ = ack.send(ok);
+        }
+        for path in finished {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(error = %e, path = %path.display(), "cannot delete a stored event journal segment");
+            }
+        }
+        stored.send_modify(|n| *n += events.len() as u64);
+    }
+}
+
+/// Stores one transaction. Journaled events are durable already and must reach the store, so they
+/// are retried until they do; without a journal the waiting requests are told it failed.
+async fn commit(store: &dyn ConfigStore, events: &[StoredEvent], journaled: bool) -> bool {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match store.append_events(events).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, n = events.len(), "cannot store events");
+                if !journaled {
+                    return false;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
