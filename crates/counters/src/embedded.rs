@@ -1,21 +1,22 @@
 //! Embedded counters: exact and fast in memory, durable through a group-committed journal.
 //!
 //! Why this shape: a check-and-increment over a request's 1–6 buckets under one mutex is atomic and
-//! takes well under a microsecond. Durability comes from a writer thread that appends the new
-//! counts of every request waiting at that moment in one `write(2)` (group commit) and then
-//! releases all of them. A request's token is returned only after its line is written, so after
-//! `kill -9` and restart the replayed counts include every token any client received.
+//! takes well under a microsecond. Durability comes from group commit ([`ration_groupcommit`]):
+//! the new counts of every request waiting at that moment are appended in one `write(2)`, by the
+//! first of them to wait, and all of them are released. A request's token is returned only after
+//! its line is written, so after `kill -9` and restart the replayed counts include every token any
+//! client received.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ration_domain::quota::QuotaPlan;
 use ration_domain::{BucketKey, UnixTime};
-use tokio::sync::oneshot;
+use ration_groupcommit::{GroupCommit, Sink};
 
 use crate::journal;
 use crate::{Consumption, CounterError, Counters};
@@ -27,33 +28,23 @@ const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;
 
 type Counts = HashMap<BucketKey, u64>;
 
-struct Append {
-    lines: String,
-    done: oneshot::Sender<Result<(), String>>,
-}
-
 pub struct EmbeddedCounters {
     /// std mutex: held for a few hash lookups, never across an `.await`.
     counts: Arc<Mutex<Counts>>,
-    journal_tx: mpsc::Sender<Append>,
+    journal: Arc<GroupCommit<Writer>>,
 }
 
 impl EmbeddedCounters {
     /// Replays the journal at `path` (dropping buckets expired at `now`), compacts it and starts
-    /// the writer thread.
+    /// appending to it. Needs a tokio runtime.
     pub fn open(path: &Path, durability: Durability, now: UnixTime) -> Result<EmbeddedCounters, CounterError> {
         let io = |e: std::io::Error| CounterError::Unavailable(format!("counter journal {}: {e}", path.display()));
         let counts = journal::replay(path, now).map_err(io)?;
         let file = journal::rewrite(path, &counts).map_err(io)?;
         tracing::info!(n_buckets = counts.len(), path = %path.display(), "counters recovered");
         let counts = Arc::new(Mutex::new(counts));
-        let (journal_tx, rx) = mpsc::channel();
         let writer = Writer { path: path.to_owned(), file, durability, counts: counts.clone(), written: 0 };
-        std::thread::Builder::new()
-            .name("ration-counter-journal".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| CounterError::Unavailable(format!("cannot start journal writer: {e}")))?;
-        Ok(EmbeddedCounters { counts, journal_tx })
+        Ok(EmbeddedCounters { counts, journal: GroupCommit::start(writer) })
     }
 
     /// Forgets buckets whose window has ended; they can never be counted again.
@@ -91,8 +82,7 @@ impl Counters for EmbeddedCounters {
                 Box::pin(std::future::ready(Ok(()))),
             ));
         }
-        let (done_tx, done_rx) = oneshot::channel();
-        let after = {
+        let (after, ticket) = {
             let mut counts = self.lock()?;
             let used: Vec<u64> = plan.buckets.iter().map(|b| counts.get(&b.key).copied().unwrap_or(0)).collect();
             if let Some(exhausted) = plan.first_exhausted(&used) {
@@ -101,27 +91,23 @@ impl Counters for EmbeddedCounters {
             let mut lines = String::with_capacity(64 * plan.buckets.len());
             let mut after = Vec::with_capacity(plan.buckets.len());
             for bucket in &plan.buckets {
-                let slot = counts.entry(bucket.key.clone()).or_insert(0);
+                let slot = match counts.get_mut(&bucket.key) {
+                    Some(slot) => slot,
+                    None => counts.entry(bucket.key.clone()).or_insert(0),
+                };
                 *slot += 1;
                 after.push(*slot);
                 journal::encode(&mut lines, &bucket.key, *slot);
             }
-            // Sent while the lock is held, so a compaction snapshot (taken under the same lock)
-            // either contains this increment or is followed by this line.
-            self.journal_tx
-                .send(Append { lines, done: done_tx })
-                .map_err(|_| CounterError::Unavailable("counter journal writer stopped".into()))?;
-            after
+            // Queued while the lock is held, so that a line never reaches the file after a
+            // compaction snapshot that lacks its increment.
+            (after, self.journal.append(lines))
         };
         // If the write fails the in-memory increment stays: counting a token that was never
         // issued is safe, issuing one that is not counted is not.
-        let durable: crate::Durable = Box::pin(async move {
-            match done_rx.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(CounterError::Unavailable(e)),
-                Err(_) => Err(CounterError::Unavailable("counter journal writer stopped".into())),
-            }
-        });
+        let journal = self.journal.clone();
+        let durable: crate::Durable =
+            Box::pin(async move { journal.wait(ticket).await.map_err(CounterError::Unavailable) });
         Ok((Consumption::Granted { after, degraded: false }, durable))
     }
 
@@ -138,35 +124,27 @@ struct Writer {
     written: u64,
 }
 
-impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Append>) {
-        // Ends when every sender is gone (the counters were dropped).
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while let Ok(next) = rx.try_recv() {
-                batch.push(next);
-                if batch.len() >= 4096 {
-                    break;
-                }
-            }
-            let result = self.write_batch(&batch).map_err(|e| {
-                tracing::error!(error = %e, path = %self.path.display(), "counter journal write failed");
-                format!("counter journal write failed: {e}")
-            });
-            for append in batch {
-                let _ = append.done.send(result.clone());
-            }
-            if result.is_ok() && self.written >= COMPACT_AT_BYTES {
-                self.compact();
-            }
-        }
-    }
+impl Sink for Writer {
+    type Item = String;
 
-    fn write_batch(&mut self, batch: &[Append]) -> std::io::Result<()> {
-        let len: usize = batch.iter().map(|a| a.lines.len()).sum();
+    fn write(&mut self, lines: Vec<String>) -> Result<(), String> {
+        self.write_lines(&lines).map_err(|e| {
+            tracing::error!(error = %e, path = %self.path.display(), "counter journal write failed");
+            format!("counter journal write failed: {e}")
+        })?;
+        if self.written >= COMPACT_AT_BYTES {
+            self.compact();
+        }
+        Ok(())
+    }
+}
+
+impl Writer {
+    fn write_lines(&mut self, lines: &[String]) -> std::io::Result<()> {
+        let len: usize = lines.iter().map(String::len).sum();
         let mut buf = Vec::with_capacity(len);
-        for append in batch {
-            buf.extend_from_slice(append.lines.as_bytes());
+        for line in lines {
+            buf.extend_from_slice(line.as_bytes());
         }
         self.file.write_all(&buf)?;
         if self.durability == Durability::Fsync {
@@ -176,6 +154,8 @@ impl Writer {
         Ok(())
     }
 
+    /// Rewrites the file from a snapshot of the counts. Lines still queued (appended after their
+    /// increment) may follow with counts the snapshot already holds: replay takes the maximum.
     fn compact(&mut self) {
         let snapshot = match self.counts.lock() {
             Ok(counts) => counts.clone(),

@@ -1,8 +1,9 @@
 //! The event log writer: Auth0-shaped tenant log events with unique, increasing `log_id`s.
 //!
-//! Events pass through one writer thread, which gives them their `log_id`s in the order it writes
-//! them (so the store never receives a smaller id after a larger one, which a log-stream cursor
-//! would skip) and makes each group durable with one write:
+//! Events are written in groups ([`ration_groupcommit`]: whoever waits first writes everything
+//! queued). The group writer gives them their `log_id`s in the order it writes them (so the store
+//! never receives a smaller id after a larger one, which a log-stream cursor would skip) and makes
+//! each group durable with one write:
 //!
 //! - Embedded store: the group is appended to the [`journal`] (one `write(2)`), the events waiting
 //!   on it are released, and a background task indexes the events into the store in large
@@ -26,18 +27,23 @@ use std::time::Duration;
 use ration_domain::{Durability, UnixTime};
 use ration_store::{ConfigStore, StoredEvent};
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use journal::Segment;
+use ration_groupcommit::{GroupCommit, Sink};
 
 /// Where events go. Cheap to clone.
 #[derive(Clone)]
 pub struct EventLog {
-    tx: std::sync::mpsc::Sender<Pending>,
+    group: Arc<GroupCommit<Writer>>,
+    /// Whether a group is durable once written (journal), or only once in the store.
+    journaled: bool,
     /// Events handed to the writer so far.
     sent: Arc<AtomicU64>,
     /// Events in the store so far (or given up on), in writer order.
     stored: watch::Receiver<u64>,
+    /// Asks the indexing task to stop lingering: somebody is waiting to read.
+    urgent: Arc<Notify>,
 }
 
 /// An event as its emitter built it: everything but the `log_id`, which the writer adds.
@@ -47,6 +53,7 @@ struct Pending {
     client_id: Option<String>,
     /// A JSON object with at least one member (`date`), without `log_id`.
     body: String,
+    /// Without a journal: released once the event is in the store.
     done: Option<oneshot::Sender<bool>>,
 }
 
@@ -58,12 +65,14 @@ pub struct RequestInfo {
     pub hostname: String,
 }
 
-/// The most events the writer takes in one group.
-const MAX_GROUP: usize = 4096;
 /// The most events in one store transaction.
 const MAX_TRANSACTION: usize = 8192;
 /// How long a reader waits for earlier events to reach the store before reading anyway.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
+/// How long journaled events may wait to be indexed while more arrive: one large transaction
+/// costs SQLite far less per event than many small ones (fewer WAL frames and commits). Readers
+/// and log-stream deliveries see events this much later at most; a reader cuts it short.
+const INGEST_LINGER: Duration = Duration::from_millis(100);
 
 /// Where the embedded store's events are journaled.
 pub struct JournalConfig {
@@ -77,8 +86,6 @@ pub enum EventLogError {
     Journal { dir: String, error: std::io::Error },
     #[error("cannot replay the event journal into the store: {0}")]
     Store(#[from] ration_store::StoreError),
-    #[error("cannot start the event writer: {0}")]
-    Thread(std::io::Error),
 }
 
 impl EventLog {
@@ -99,14 +106,12 @@ impl EventLog {
         let (stored_tx, stored) = watch::channel(0u64);
         let (ingest_tx, ingest_rx) = mpsc::unbounded_channel();
         let journaled = segment.is_some();
-        tokio::spawn(ingest_loop(store, ingest_rx, stored_tx, journaled));
-        let (tx, rx) = std::sync::mpsc::channel();
+        let urgent = Arc::new(Notify::new());
+        let linger = journaled.then_some(INGEST_LINGER);
+        tokio::spawn(ingest_loop(store, ingest_rx, stored_tx, linger, urgent.clone()));
         let writer = Writer { segment, instance_tag, seq: 0, last_millis, ingest: ingest_tx };
-        std::thread::Builder::new()
-            .name("ration-event-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(EventLogError::Thread)?;
-        Ok(EventLog { tx, sent: Arc::new(AtomicU64::new(0)), stored })
+        let group = GroupCommit::start(writer);
+        Ok(EventLog { group, journaled, sent: Arc::new(AtomicU64::new(0)), stored, urgent })
     }
 
     /// A receiver that changes whenever events reach the store (its value counts them).
@@ -119,28 +124,39 @@ impl EventLog {
     pub async fn flushed(&self) {
         let target = self.sent.load(Ordering::Acquire);
         let mut stored = self.stored.clone();
+        if *stored.borrow() < target {
+            self.group.kick();
+            self.urgent.notify_one();
+        }
         let _ = tokio::time::timeout(FLUSH_WAIT, stored.wait_for(|n| *n >= target)).await;
     }
 
     /// Records an event without waiting for it to be stored.
     pub fn emit(&self, now: UnixTime, info: &RequestInfo, fields: Value) {
-        if !self.send(prepare(now, info, fields), None) {
-            tracing::error!("event writer stopped; event dropped");
-        }
+        self.sent.fetch_add(1, Ordering::AcqRel);
+        self.group.append(prepare(now, info, fields));
+        self.group.kick();
     }
 
     /// Records an event and resolves once it is durable. `false`: it could not be stored.
     pub fn emit_durable(&self, now: UnixTime, info: &RequestInfo, fields: Value) -> impl Future<Output = bool> + use<> {
-        let (done_tx, done_rx) = oneshot::channel();
-        let sent = self.send(prepare(now, info, fields), Some(done_tx));
-        async move { sent && done_rx.await.unwrap_or(false) }
-    }
-
-    fn send(&self, mut pending: Pending, done: Option<oneshot::Sender<bool>>) -> bool {
-        pending.done = done;
-        // Counted before it is sent, so that `flushed` never misses it.
+        let mut pending = prepare(now, info, fields);
+        let stored = (!self.journaled).then(|| {
+            let (tx, rx) = oneshot::channel();
+            pending.done = Some(tx);
+            rx
+        });
+        // Counted before it is queued, so that `flushed` never misses it.
         self.sent.fetch_add(1, Ordering::AcqRel);
-        self.tx.send(pending).is_ok()
+        let ticket = self.group.append(pending);
+        let group = self.group.clone();
+        async move {
+            let written = group.wait(ticket).await.is_ok();
+            match stored {
+                Some(rx) => rx.await.unwrap_or(false),
+                None => written,
+            }
+        }
     }
 }
 
@@ -209,59 +225,41 @@ struct Writer {
     ingest: mpsc::UnboundedSender<Group>,
 }
 
-impl Writer {
-    fn run(mut self, rx: std::sync::mpsc::Receiver<Pending>) {
-        // Ends when every `EventLog` is gone.
-        while let Ok(first) = rx.recv() {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(next) => group.push(next),
-                    Err(_) => break,
-                }
-            }
-            self.write(group);
-        }
-    }
+impl Sink for Writer {
+    type Item = Pending;
 
-    fn write(&mut self, group: Vec<Pending>) {
+    fn write(&mut self, group: Vec<Pending>) -> Result<(), String> {
         let mut events = Vec::with_capacity(group.len());
-        let mut waiters = Vec::new();
+        let mut acks = Vec::new();
         for pending in group {
             events.push(self.finish(&pending));
-            waiters.extend(pending.done);
+            acks.extend(pending.done);
         }
-        let mut acks = Vec::new();
+        let mut result = Ok(());
         let mut finished_segment = None;
-        match &mut self.segment {
-            Some(segment) => {
-                let ok = match segment.append(&events) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        // The events still go to the store; only their durability before it is lost.
-                        tracing::error!(error = %e, path = %segment.path().display(), "event journal write failed");
-                        false
-                    }
-                };
-                for waiter in waiters {
-                    let _ = waiter.send(ok);
-                }
-                if segment.is_full() {
-                    match segment.next() {
-                        Ok(next) => finished_segment = Some(std::mem::replace(segment, next).path()),
-                        Err(e) => tracing::error!(error = %e, "cannot start a new event journal segment"),
-                    }
+        if let Some(segment) = &mut self.segment {
+            if let Err(e) = segment.append(&events) {
+                // The events still go to the store; only their durability before it is lost.
+                tracing::error!(error = %e, path = %segment.path().display(), "event journal write failed");
+                result = Err(format!("event journal write failed: {e}"));
+            }
+            if segment.is_full() {
+                match segment.next() {
+                    Ok(next) => finished_segment = Some(std::mem::replace(segment, next).path()),
+                    Err(e) => tracing::error!(error = %e, "cannot start a new event journal segment"),
                 }
             }
-            None => acks = waiters,
         }
         if let Err(mpsc::error::SendError(group)) = self.ingest.send(Group { events, acks, finished_segment }) {
             for ack in group.acks {
                 let _ = ack.send(false);
             }
         }
+        result
     }
+}
 
+impl Writer {
     /// A `log_id` (`900`, the time in milliseconds, this process's tag and a sequence number, fixed
     /// width, so that ids sort in the order they were made, as Auth0's do) and the final JSON.
     fn finish(&mut self, pending: &Pending) -> StoredEvent {
@@ -281,15 +279,29 @@ impl Writer {
     }
 }
 
-/// Moves groups into the store, merging whatever queued meanwhile into one transaction.
+/// Moves groups into the store, merging whatever queued meanwhile into one transaction. With
+/// `linger` (journaled events, already durable), it waits that long for more before committing,
+/// unless a reader is waiting (`urgent`).
 async fn ingest_loop(
     store: Arc<dyn ConfigStore>,
     mut rx: mpsc::UnboundedReceiver<Group>,
     stored: watch::Sender<u64>,
-    journaled: bool,
+    linger: Option<Duration>,
+    urgent: Arc<Notify>,
 ) {
     let mut groups = Vec::new();
     while rx.recv_many(&mut groups, 64).await > 0 {
+        if let Some(linger) = linger {
+            let deadline = tokio::time::Instant::now() + linger;
+            let mut open = true;
+            while open && groups.iter().map(|g| g.events.len()).sum::<usize>() < MAX_TRANSACTION {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = urgent.notified() => break,
+                    n = rx.recv_many(&mut groups, 64) => open = n > 0,
+                }
+            }
+        }
         let mut events = Vec::new();
         let mut acks = Vec::new();
         let mut finished = Vec::new();
@@ -300,7 +312,7 @@ async fn ingest_loop(
         }
         let mut ok = true;
         for chunk in events.chunks(MAX_TRANSACTION) {
-            ok &= commit(store.as_ref(), chunk, journaled).await;
+            ok &= commit(store.as_ref(), chunk, linger.is_some()).await;
         }
         for ack in acks {
             let _ = ack.send(ok);
