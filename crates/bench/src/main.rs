@@ -164,7 +164,17 @@ async fn run(mut args: Args) -> Result<u64> {
     if bin.components().any(|c| c.as_os_str() == "debug") && !args.smoke {
         eprintln!("warning: {} looks like a debug build; its numbers mean nothing", bin.display());
     }
-    let store = if std::env::var("RATION_REDIS_URL").is_ok_and(|v| !v.is_empty()) { "redis" } else { "embedded" };
+    // The server inherits the environment: `RATION_REDIS_URL` and `RATION_DURABILITY` choose its
+    // counters and its durability, and the table says which ran.
+    let store = match (
+        std::env::var("RATION_REDIS_URL").is_ok_and(|v| !v.is_empty()),
+        std::env::var("RATION_DURABILITY").is_ok_and(|v| v == "fsync"),
+    ) {
+        (true, true) => "redis+fsync",
+        (true, false) => "redis",
+        (false, true) => "embedded+fsync",
+        (false, false) => "embedded",
+    };
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("server:  {}", bin.display());
     println!("store:   {store}   cores: {}   load average before: {}", cores(), loadavg.trim());
