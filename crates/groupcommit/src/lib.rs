@@ -1,10 +1,10 @@
 //! Group commit without a writer thread.
 //!
 //! Callers [`GroupCommit::append`] items to a queue and get a [`Ticket`]; [`GroupCommit::wait`]
-//! resolves once the item is written. Whoever waits first and finds nobody writing becomes the
-//! writer: it takes everything queued (its own items and everyone else's) and hands it to the
-//! [`Sink`] in one call, on its own task. Everyone whose items were in that group is then done
-//! without ever having been handed to another thread.
+//! resolves once the item is written. Whoever waits and finds nobody writing becomes the writer:
+//! it takes everything queued (its own items and everyone else's), hands it to the [`Sink`] in
+//! one call on its own task, and keeps going while more is queued. Each waiter is woken exactly
+//! once, when the group holding its item is written.
 //!
 //! Why not a writer thread: with one, every group costs a wake-up of that thread and a wake-up of
 //! each waiting task from it; at tens of thousands of small appends per second on two cores those
@@ -17,11 +17,9 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 /// Where groups go.
 pub trait Sink: Send + 'static {
@@ -31,36 +29,24 @@ pub trait Sink: Send + 'static {
     fn write(&mut self, items: Vec<Self::Item>) -> Result<(), String>;
 }
 
-/// Identifies an appended item (its position in append order, from 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Ticket(u64);
+/// Redeemed with [`GroupCommit::wait`] once the item is written.
+pub struct Ticket(oneshot::Receiver<Result<(), String>>);
 
-/// Failed groups remembered for their waiters (a failure is rare; this bounds the memory).
-const FAILURES_KEPT: usize = 1024;
+type Done = oneshot::Sender<Result<(), String>>;
 
 pub struct GroupCommit<S: Sink> {
-    queue: Mutex<Queue<S::Item>>,
-    /// Held while a group is written; `try_lock` decides who writes.
+    /// Items in append order, each with the sender that tells its waiter.
+    queue: Mutex<Vec<(S::Item, Option<Done>)>>,
+    /// Held while groups are written; `try_lock` decides who writes.
     sink: Mutex<S>,
-    /// Every ticket up to this one has been through the sink.
-    written: AtomicU64,
-    /// Ticket ranges (inclusive) whose group failed, newest last.
-    failures: Mutex<VecDeque<(u64, u64, String)>>,
-    /// Signalled after every group.
-    done: Notify,
     /// Wakes the background writer for items nobody waits for (shared with it, so that it does
     /// not keep the group alive while it sleeps).
     kick: Arc<Notify>,
 }
 
-struct Queue<I> {
-    items: Vec<I>,
-    appended: u64,
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain data behind (a queue, a counter, the
-    // sink's file handle): carrying on is safe.
+    // A panic while holding one of these locks leaves plain data behind (a queue, the sink's file
+    // handle): carrying on is safe.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -68,11 +54,8 @@ impl<S: Sink> GroupCommit<S> {
     /// Starts the background writer for unawaited items on the current tokio runtime.
     pub fn start(sink: S) -> Arc<GroupCommit<S>> {
         let group = Arc::new(GroupCommit {
-            queue: Mutex::new(Queue { items: Vec::new(), appended: 0 }),
+            queue: Mutex::new(Vec::new()),
             sink: Mutex::new(sink),
-            written: AtomicU64::new(0),
-            failures: Mutex::new(VecDeque::new()),
-            done: Notify::new(),
             kick: Arc::new(Notify::new()),
         });
         let weak = Arc::downgrade(&group);
@@ -82,24 +65,23 @@ impl<S: Sink> GroupCommit<S> {
                 kick.notified().await;
                 // Gone: nothing left to write for.
                 let Some(group) = weak.upgrade() else { return };
-                group.write_all_queued();
+                group.lead();
             }
         });
         group
     }
 
-    /// Queues an item. Call [`GroupCommit::wait`] with the ticket to know it is written, or
-    /// [`GroupCommit::kick`] if nobody will wait.
+    /// Queues an item to be waited for with [`GroupCommit::wait`].
     pub fn append(&self, item: S::Item) -> Ticket {
-        let mut queue = lock(&self.queue);
-        queue.items.push(item);
-        queue.appended += 1;
-        Ticket(queue.appended)
+        let (done, rx) = oneshot::channel();
+        lock(&self.queue).push((item, Some(done)));
+        Ticket(rx)
     }
 
-    /// The ticket of the newest item appended so far (`wait` on it waits for everything before).
-    pub fn last_ticket(&self) -> Ticket {
-        Ticket(lock(&self.queue).appended)
+    /// Queues an item nobody will wait for; the background task writes it soon.
+    pub fn append_unawaited(&self, item: S::Item) {
+        lock(&self.queue).push((item, None));
+        self.kick();
     }
 
     /// Has the background task write what is queued soon.
@@ -110,67 +92,40 @@ impl<S: Sink> GroupCommit<S> {
     /// Resolves once the ticket's item went through the sink: `Err` with the sink's error if its
     /// group failed.
     pub async fn wait(&self, ticket: Ticket) -> Result<(), String> {
-        loop {
-            let done = self.done.notified();
-            tokio::pin!(done);
-            // Registered before the checks below, so a group finishing in between still wakes us.
-            done.as_mut().enable();
-            if self.written.load(Ordering::Acquire) >= ticket.0 {
-                return self.outcome(ticket);
-            }
-            if let Ok(sink) = self.sink.try_lock() {
-                self.write_group(sink);
-                continue;
-            }
-            done.await;
-        }
+        // Either this call writes the item, or whoever holds the sink sees it when it re-checks
+        // the queue after letting go (see `lead`).
+        self.lead();
+        ticket.0.await.unwrap_or_else(|_| Err("the group writer stopped".into()))
     }
 
-    /// Writes until the queue is empty (the background task's job).
-    fn write_all_queued(&self) {
+    /// Writes groups until the queue is empty, unless somebody else is writing.
+    fn lead(&self) {
         loop {
-            let sink = lock(&self.sink);
-            if lock(&self.queue).items.is_empty() {
+            let Ok(mut sink) = self.sink.try_lock() else { return };
+            loop {
+                let queued = std::mem::take(&mut *lock(&self.queue));
+                if queued.is_empty() {
+                    break;
+                }
+                let (items, dones): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
+                let result = sink.write(items);
+                for done in dones.into_iter().flatten() {
+                    let _ = done.send(result.clone());
+                }
+            }
+            drop(sink);
+            // An item queued after the last look, whose waiter found the sink still held, is
+            // ours to write: look once more now that the sink is free.
+            if lock(&self.queue).is_empty() {
                 return;
             }
-            self.write_group(sink);
-        }
-    }
-
-    /// Takes everything queued and writes it. The sink lock is released before waiters are
-    /// woken, so that one of them can write the next group at once.
-    fn write_group(&self, mut sink: MutexGuard<'_, S>) {
-        let (items, upto) = {
-            let mut queue = lock(&self.queue);
-            (std::mem::take(&mut queue.items), queue.appended)
-        };
-        let from = self.written.load(Ordering::Acquire) + 1;
-        if !items.is_empty()
-            && let Err(e) = sink.write(items)
-        {
-            let mut failures = lock(&self.failures);
-            if failures.len() == FAILURES_KEPT {
-                failures.pop_front();
-            }
-            failures.push_back((from, upto, e));
-        }
-        self.written.store(upto, Ordering::Release);
-        drop(sink);
-        self.done.notify_waiters();
-    }
-
-    fn outcome(&self, ticket: Ticket) -> Result<(), String> {
-        let failures = lock(&self.failures);
-        match failures.iter().rev().find(|(from, to, _)| (*from..=*to).contains(&ticket.0)) {
-            Some((_, _, e)) => Err(e.clone()),
-            None => Ok(()),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
 
@@ -219,7 +174,6 @@ mod tests {
                         group.append(*next)
                     };
                     group.wait(ticket).await.unwrap();
-                    assert!(group.written.load(Ordering::SeqCst) >= ticket.0);
                 }
             }));
         }
@@ -236,9 +190,8 @@ mod tests {
     async fn unawaited_items_are_written_by_the_background_task() {
         let (sink, groups, _) = recorder();
         let group = GroupCommit::start(sink);
-        group.append(7);
-        group.append(8);
-        group.kick();
+        group.append_unawaited(7);
+        group.append_unawaited(8);
         for _ in 0..200 {
             if groups.lock().unwrap().concat() == vec![7, 8] {
                 return;
@@ -260,8 +213,6 @@ mod tests {
         fail.store(false, Ordering::SeqCst);
         let c = group.append(3);
         assert_eq!(group.wait(c).await, Ok(()));
-        assert_eq!(group.wait(a).await, Err("disk full".into()), "the outcome is remembered");
         assert_eq!(groups.lock().unwrap().concat(), vec![3]);
-        assert_eq!(group.last_ticket(), c);
     }
 }

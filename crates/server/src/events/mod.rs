@@ -134,8 +134,7 @@ impl EventLog {
     /// Records an event without waiting for it to be stored.
     pub fn emit(&self, now: UnixTime, info: &RequestInfo, fields: Value) {
         self.sent.fetch_add(1, Ordering::AcqRel);
-        self.group.append(prepare(now, info, fields));
-        self.group.kick();
+        self.group.append_unawaited(prepare(now, info, fields));
     }
 
     /// Records an event and resolves once it is durable. `false`: it could not be stored.
