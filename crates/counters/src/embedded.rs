@@ -40,7 +40,7 @@ impl EmbeddedCounters {
     pub fn open(path: &Path, durability: Durability, now: UnixTime) -> Result<EmbeddedCounters, CounterError> {
         let io = |e: std::io::Error| CounterError::Unavailable(format!("counter journal {}: {e}", path.display()));
         let counts = journal::replay(path, now).map_err(io)?;
-        let file = journal::rewrite(path, &counts).map_err(io)?;
+        let file = journal::rewrite(path, &counts, durability == Durability::Fsync).map_err(io)?;
         tracing::info!(n_buckets = counts.len(), path = %path.display(), "counters recovered");
         let counts = Arc::new(Mutex::new(counts));
         let writer = Writer { path: path.to_owned(), file, durability, counts: counts.clone(), written: 0 };
@@ -161,7 +161,7 @@ impl Writer {
             Ok(counts) => counts.clone(),
             Err(_) => return,
         };
-        match journal::rewrite(&self.path, &snapshot) {
+        match journal::rewrite(&self.path, &snapshot, self.durability == Durability::Fsync) {
             Ok(file) => {
                 self.file = file;
                 self.written = 0;
