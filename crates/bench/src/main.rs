@@ -7,7 +7,7 @@
 //! setup error or non-200 response and asserts no timing.
 //!
 //! Server reuse: every small-population scenario (`--clients`, 10) runs against one server, set up
-//! once with every algorithm's API and both client sets (their quotas and counters do not interact).
+//! once with every algorithm's API and every client set (their quotas and counters do not interact).
 //! The large population (`--many-clients`, 10 000) gets a server of its own; after setup it is
 //! restarted on the same data dir so that startup time and idle RSS are those of a server that
 //! loads 10 000 clients from its store, and its load scenarios then run on the restarted server.
@@ -32,9 +32,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use clap::Parser;
 
 use crate::report::{Table, num};
-use crate::scenario::{Alg, LoadScenario, Plan, Population};
+use crate::scenario::{Alg, Limits, LoadScenario, Plan, Population};
 use crate::server::Server;
-use crate::setup::{BenchClient, Mgmt, ORG_NAME};
+use crate::setup::{BenchClient, Mgmt};
 
 #[derive(Parser, Debug)]
 #[command(name = "ration-bench", about = "Benchmark of Ration's token endpoint (see docs/benchmarks.md)")]
@@ -43,8 +43,9 @@ struct Args {
     /// `cargo run --release`).
     #[arg(long)]
     ration_bin: Option<PathBuf>,
-    /// Comma-separated scenarios: `<alg>[-quota][-10k]` (alg: es256, eddsa, rs256, hs256) and
-    /// `startup-10k`.
+    /// Comma-separated scenarios: `<alg>[-org|-quota][-10k]` (alg: es256, eddsa, rs256, hs256;
+    /// `-org`: with the organization, no quotas; `-quota`: with it, client and organization
+    /// quotas) and `startup-10k`.
     #[arg(long, default_value = scenario::DEFAULT)]
     scenarios: String,
     /// A few seconds in total: 1 s per scenario, es256 and es256-quota unless --scenarios is
@@ -252,10 +253,10 @@ async fn run_population(
     let startup_fresh = srv.startup;
     let mgmt = Mgmt::login(&srv.base_url()).await?;
     let sets = plan.client_sets(population);
-    let setup = setup::populate(&mgmt, &algs, n, sets, args.setup_concurrency)
+    let setup = setup::populate(&mgmt, &algs, n, &sets, args.setup_concurrency)
         .await
         .with_context(|| format!("setting up the {label} population; server log:\n{}", srv.log_tail()))?;
-    println!("setup: {} clients in {:.1} s", setup.plain.len() + setup.quota.len(), setup.elapsed.as_secs_f64());
+    println!("setup: {} clients in {:.1} s", setup.total(), setup.elapsed.as_secs_f64());
     settle().await;
     let rss_idle_setup = srv.rss()?;
 
@@ -273,7 +274,7 @@ async fn run_population(
     let half_load = if args.half_load.trim().is_empty() { Plan::default() } else { scenario::parse(&args.half_load)? };
     let mut rows = Vec::new();
     for &scenario in plan.load.iter().filter(|s| s.population == population) {
-        let clients = if scenario.quota { &setup.quota } else { &setup.plain };
+        let clients = setup.set(scenario.limits);
         let context = || format!("scenario {}; server log:\n{}", scenario.name(), srv.log_tail());
         let max = run_scenario(args, &srv, scenario, clients, None).await.with_context(context)?;
         let half = max.outcome.ok as f64 / max.window.as_secs_f64() / 2.0;
@@ -302,7 +303,7 @@ async fn run_scenario(
     paced: Option<f64>,
 ) -> Result<Row> {
     let audience = scenario.alg.audience();
-    let org = scenario.quota.then_some(ORG_NAME);
+    let org = setup::org_name(scenario.limits);
     preflight(srv, scenario, &clients[0], org).await?;
     let bodies =
         clients.iter().map(|c| load::token_form(&c.client_id, &c.client_secret, &audience, org)).collect::<Vec<_>>();
@@ -376,11 +377,14 @@ async fn preflight(srv: &Server, scenario: LoadScenario, client: &BenchClient, o
     if header["alg"] != scenario.alg.jose() {
         bail!("preflight: token signed with {} instead of {}", header["alg"], scenario.alg.jose());
     }
-    if quota_headers != (scenario.quota, scenario.quota) {
-        bail!(
-            "preflight: quota headers (client, organization) present = {quota_headers:?}, expected both {}",
-            scenario.quota
-        );
+    let quota = scenario.limits == Limits::Quota;
+    if quota_headers != (quota, quota) {
+        bail!("preflight: quota headers (client, organization) present = {quota_headers:?}, expected both {quota}");
+    }
+    let claims = token.split('.').nth(1).and_then(|c| B64.decode(c).ok()).unwrap_or_default();
+    let claims: serde_json::Value = serde_json::from_slice(&claims).context("preflight: unreadable claims")?;
+    if claims.get("org_id").is_some() != (scenario.limits != Limits::Off) {
+        bail!("preflight: org_id claim present = {}, for scenario {}", claims.get("org_id").is_some(), scenario.name());
     }
     Ok(())
 }
@@ -427,7 +431,7 @@ fn results_table(rows: &[Row], store: &str, concurrency: usize, raw: &BTreeMap<A
             vec![
                 r.label(),
                 r.scenario.alg.jose().into(),
-                if r.scenario.quota { "client+org".into() } else { "off".into() },
+                r.scenario.limits.describe().into(),
                 store.into(),
                 r.clients.to_string(),
                 concurrency.to_string(),

@@ -1,8 +1,9 @@
 //! Scenario names and what they mean.
 //!
-//! A load scenario is `<alg>[-quota][-10k]`: the signing algorithm of the API the tokens are for,
-//! whether the client and its organization both have a quota (every bucket checked and counted),
-//! and whether the server holds the large client population (`--many-clients`, default 10 000)
+//! A load scenario is `<alg>[-org|-quota][-10k]`: the signing algorithm of the API the tokens are
+//! for; whether the requests name an organization (`-org`: no quota anywhere, so that
+//! `-quota` vs `-org` isolates what quotas cost) or name it and the client and the organization
+//! both have a quota (`-quota`: every bucket checked and counted); and whether the server holds the large client population (`--many-clients`, default 10 000)
 //! instead of the small one (`--clients`, default 10). `startup-10k` is not a load scenario: it
 //! restarts the large server on its data dir and reports startup time and idle RSS.
 
@@ -57,8 +58,40 @@ pub enum Population {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadScenario {
     pub alg: Alg,
-    pub quota: bool,
+    pub limits: Limits,
     pub population: Population,
+}
+
+/// What a scenario's requests carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Limits {
+    /// No organization, no quota.
+    Off,
+    /// The organization parameter (org claims, association check), no quota anywhere.
+    Org,
+    /// The organization, and a quota on both the client and the organization.
+    Quota,
+}
+
+impl Limits {
+    pub const ALL: [Limits; 3] = [Limits::Off, Limits::Org, Limits::Quota];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Limits::Off => "",
+            Limits::Org => "-org",
+            Limits::Quota => "-quota",
+        }
+    }
+
+    /// The table's `quotas` column.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Limits::Off => "off",
+            Limits::Org => "off (org)",
+            Limits::Quota => "client+org",
+        }
+    }
 }
 
 impl LoadScenario {
@@ -66,7 +99,7 @@ impl LoadScenario {
         format!(
             "{}{}{}",
             self.alg.slug(),
-            if self.quota { "-quota" } else { "" },
+            self.limits.suffix(),
             if self.population == Population::Large { "-10k" } else { "" }
         )
     }
@@ -96,15 +129,20 @@ impl Plan {
         algs
     }
 
-    /// Client sets a population needs: (without quota, with quota).
-    pub fn client_sets(&self, population: Population) -> (bool, bool) {
-        let of = |quota| self.load.iter().any(|s| s.population == population && s.quota == quota);
-        let with_quota = of(true) || (population == Population::Large && self.startup_large && !of(false));
-        (of(false), with_quota)
+    /// Client sets a population needs, by what their requests carry.
+    pub fn client_sets(&self, population: Population) -> Vec<Limits> {
+        let mut sets: Vec<Limits> = Limits::ALL
+            .into_iter()
+            .filter(|l| self.load.iter().any(|s| s.population == population && s.limits == *l))
+            .collect();
+        if sets.is_empty() && population == Population::Large && self.startup_large {
+            sets.push(Limits::Quota);
+        }
+        sets
     }
 }
 
-pub const DEFAULT: &str = "es256,es256-quota,eddsa,eddsa-quota,rs256,rs256-quota,hs256,hs256-quota,\
+pub const DEFAULT: &str = "es256,es256-org,es256-quota,eddsa,eddsa-quota,rs256,rs256-quota,hs256,hs256-quota,\
                            es256-quota-10k,startup-10k";
 pub const SMOKE: &str = "es256,es256-quota";
 
@@ -120,17 +158,18 @@ pub fn parse(list: &str) -> Result<Plan> {
             Some(rest) => (rest, Population::Large),
             None => (name.as_str(), Population::Small),
         };
-        let (rest, quota) = match rest.strip_suffix("-quota") {
-            Some(rest) => (rest, true),
-            None => (rest, false),
+        let (rest, limits) = match (rest.strip_suffix("-quota"), rest.strip_suffix("-org")) {
+            (Some(rest), _) => (rest, Limits::Quota),
+            (None, Some(rest)) => (rest, Limits::Org),
+            (None, None) => (rest, Limits::Off),
         };
         let Some(alg) = Alg::ALL.into_iter().find(|a| a.slug() == rest) else {
             bail!(
-                "unknown scenario {raw:?}: expected <alg>[-quota][-10k] with alg one of es256, eddsa, rs256, \
+                "unknown scenario {raw:?}: expected <alg>[-org|-quota][-10k] with alg one of es256, eddsa, rs256, \
                  hs256, or startup-10k"
             );
         };
-        let scenario = LoadScenario { alg, quota, population };
+        let scenario = LoadScenario { alg, limits, population };
         if !plan.load.contains(&scenario) {
             plan.load.push(scenario);
         }
@@ -148,20 +187,20 @@ mod tests {
     #[test]
     fn default_set_parses_and_round_trips() {
         let plan = parse(DEFAULT).unwrap();
-        assert_eq!(plan.load.len(), 9);
+        assert_eq!(plan.load.len(), 10);
         assert!(plan.startup_large);
         let names: Vec<String> = plan.load.iter().map(LoadScenario::name).collect();
         assert_eq!(names.join(","), DEFAULT.rsplit_once(',').unwrap().0.replace(' ', ""));
         assert_eq!(plan.algs(Population::Large), vec![Alg::ES256]);
-        assert_eq!(plan.client_sets(Population::Small), (true, true));
-        assert_eq!(plan.client_sets(Population::Large), (false, true));
+        assert_eq!(plan.client_sets(Population::Small), Limits::ALL.to_vec());
+        assert_eq!(plan.client_sets(Population::Large), vec![Limits::Quota]);
     }
 
     #[test]
     fn startup_alone_still_configures_clients() {
         let plan = parse("startup-10k").unwrap();
         assert!(plan.needs(Population::Large) && !plan.needs(Population::Small));
-        assert_eq!(plan.client_sets(Population::Large), (false, true));
+        assert_eq!(plan.client_sets(Population::Large), vec![Limits::Quota]);
     }
 
     #[test]
@@ -170,7 +209,8 @@ mod tests {
         assert!(parse(" , ").is_err());
         assert_eq!(
             parse("HS256-quota").unwrap().load[0],
-            LoadScenario { alg: Alg::HS256, quota: true, population: Population::Small }
+            LoadScenario { alg: Alg::HS256, limits: Limits::Quota, population: Population::Small }
         );
+        assert_eq!(parse("eddsa-org-10k").unwrap().load[0].limits, Limits::Org);
     }
 }

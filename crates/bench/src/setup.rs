@@ -13,12 +13,14 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::scenario::Alg;
+use crate::scenario::{Alg, Limits};
 use crate::server::{ADMIN_ID, ADMIN_SECRET};
 
 /// Huge, so that nothing is ever rejected, but every bucket is still checked and counted.
 const QUOTA: i64 = 2_000_000_000;
 pub const ORG_NAME: &str = "bench-org";
+/// The organization of `-org` scenarios: no quota.
+pub const ORG_PLAIN_NAME: &str = "bench-org-plain";
 /// Auth0 (and Ration) cap an organization at 100 associated client grants; above that the grants
 /// say `allow_any_organization` instead of being associated one by one.
 const MAX_ORG_GRANTS: usize = 100;
@@ -32,12 +34,22 @@ pub struct BenchClient {
 
 /// What a population's setup produced.
 pub struct Setup {
-    /// Clients without a quota, granted every API (organization_usage `deny`).
-    pub plain: Vec<BenchClient>,
-    /// Clients with a quota, granted every API with organization_usage `allow`, usable with the
-    /// organization (which has a quota too).
-    pub quota: Vec<BenchClient>,
+    /// Clients per set. `Off`: no quota, granted every API (organization_usage `deny`). `Org`: no
+    /// quota, granted every API with organization_usage `allow`, usable with [`ORG_PLAIN_NAME`]
+    /// (no quota either). `Quota`: like `Org` with a quota, usable with [`ORG_NAME`] (which has a
+    /// quota too).
+    pub clients: Vec<(Limits, Vec<BenchClient>)>,
     pub elapsed: Duration,
+}
+
+impl Setup {
+    pub fn set(&self, limits: Limits) -> &[BenchClient] {
+        self.clients.iter().find(|(l, _)| *l == limits).map_or(&[], |(_, c)| c.as_slice())
+    }
+
+    pub fn total(&self) -> usize {
+        self.clients.iter().map(|(_, c)| c.len()).sum()
+    }
 }
 
 /// A Management API session.
@@ -96,15 +108,9 @@ fn quota_body() -> Value {
     json!({"client_credentials": {"per_hour": QUOTA, "per_day": QUOTA}})
 }
 
-/// Creates one API per algorithm, the organization (when `with_quota`) and `n` clients per
-/// requested set, each with a grant to every API.
-pub async fn populate(
-    mgmt: &Mgmt,
-    algs: &[Alg],
-    n: usize,
-    (with_plain, with_quota): (bool, bool),
-    concurrency: usize,
-) -> Result<Setup> {
+/// Creates one API per algorithm, the organizations the sets need and `n` clients per requested
+/// set, each with a grant to every API.
+pub async fn populate(mgmt: &Mgmt, algs: &[Alg], n: usize, sets: &[Limits], concurrency: usize) -> Result<Setup> {
     let started = Instant::now();
     for &alg in algs {
         let mut body = json!({
@@ -118,27 +124,27 @@ pub async fn populate(
         }
         mgmt.call(Method::POST, "/resource-servers", body).await?;
     }
-    let org_id = if with_quota {
-        let org =
-            mgmt.call(Method::POST, "/organizations", json!({"name": ORG_NAME, "token_quota": quota_body()})).await?;
-        Some(org["id"].as_str().ok_or_else(|| anyhow!("no id in the organization: {org}"))?.to_owned())
-    } else {
-        None
-    };
     let associate = n * algs.len() <= MAX_ORG_GRANTS;
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut plain = Vec::new();
-    let mut quota = Vec::new();
-    for (is_quota, wanted) in [(false, with_plain), (true, with_quota)] {
-        if !wanted {
-            continue;
-        }
+    let mut clients = Vec::new();
+    for &limits in sets {
+        let org_id = match limits {
+            Limits::Off => None,
+            Limits::Org | Limits::Quota => {
+                let mut body = json!({"name": org_name(limits).unwrap_or(ORG_NAME)});
+                if limits == Limits::Quota {
+                    body["token_quota"] = quota_body();
+                }
+                let org = mgmt.call(Method::POST, "/organizations", body).await?;
+                Some(org["id"].as_str().ok_or_else(|| anyhow!("no id in the organization: {org}"))?.to_owned())
+            }
+        };
         let mut tasks = JoinSet::new();
         for i in 0..n {
             let (mgmt, limit, algs, org_id) = (mgmt.clone(), limit.clone(), algs.to_vec(), org_id.clone());
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await?;
-                let client = create_client(&mgmt, i, is_quota, &algs, org_id.as_deref(), associate).await?;
+                let client = create_client(&mgmt, i, limits, &algs, org_id.as_deref(), associate).await?;
                 Ok::<_, anyhow::Error>((i, client))
             });
         }
@@ -148,21 +154,36 @@ pub async fn populate(
         }
         // Keep creation order, so client k is the same client from run to run.
         made.sort_by_key(|(i, _)| *i);
-        let clients = made.into_iter().map(|(_, c)| c).collect();
-        if is_quota { quota = clients } else { plain = clients }
+        clients.push((limits, made.into_iter().map(|(_, c)| c).collect()));
     }
-    Ok(Setup { plain, quota, elapsed: started.elapsed() })
+    Ok(Setup { clients, elapsed: started.elapsed() })
+}
+
+/// The organization a set's requests name.
+pub fn org_name(limits: Limits) -> Option<&'static str> {
+    match limits {
+        Limits::Off => None,
+        Limits::Org => Some(ORG_PLAIN_NAME),
+        Limits::Quota => Some(ORG_NAME),
+    }
 }
 
 async fn create_client(
     mgmt: &Mgmt,
     i: usize,
-    with_quota: bool,
+    limits: Limits,
     algs: &[Alg],
     org_id: Option<&str>,
     associate: bool,
 ) -> Result<BenchClient> {
-    let mut body = json!({"name": format!("bench-{}-{i}", if with_quota { "quota" } else { "plain" })});
+    let with_quota = limits == Limits::Quota;
+    let with_org = limits != Limits::Off;
+    let set = match limits {
+        Limits::Off => "plain",
+        Limits::Org => "org",
+        Limits::Quota => "quota",
+    };
+    let mut body = json!({"name": format!("bench-{set}-{i}")});
     if with_quota {
         // The quota goes in with the creation (a valid Auth0 body): one write instead of two.
         body["token_quota"] = quota_body();
@@ -174,14 +195,14 @@ async fn create_client(
     let client = BenchClient { client_id: field("client_id")?, client_secret: field("client_secret")? };
     for &alg in algs {
         let mut grant = json!({"client_id": client.client_id, "audience": alg.audience(), "scope": ["read:x"]});
-        if with_quota {
+        if with_org {
             grant["organization_usage"] = json!("allow");
             if !associate {
                 grant["allow_any_organization"] = json!(true);
             }
         }
         let grant = mgmt.call(Method::POST, "/client-grants", grant).await?;
-        if let (true, true, Some(org_id)) = (with_quota, associate, org_id) {
+        if let (true, true, Some(org_id)) = (with_org, associate, org_id) {
             let grant_id = grant["id"].as_str().ok_or_else(|| anyhow!("no id in the client grant: {grant}"))?;
             mgmt.call(Method::POST, &format!("/organizations/{org_id}/client-grants"), json!({"grant_id": grant_id}))
                 .await?;

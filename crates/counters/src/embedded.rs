@@ -69,6 +69,12 @@ impl Counters for EmbeddedCounters {
         Ok(keys.iter().map(|k| counts.get(k).copied().unwrap_or(0)).collect())
     }
 
+    /// Without cloning the keys: this runs on every token request with a quota.
+    async fn peek_plan(&self, plan: &QuotaPlan) -> Result<Vec<u64>, CounterError> {
+        let counts = self.lock()?;
+        Ok(plan.buckets.iter().map(|b| counts.get(&b.key).copied().unwrap_or(0)).collect())
+    }
+
     async fn consume(&self, plan: &QuotaPlan) -> Result<Consumption, CounterError> {
         let (consumption, durable) = self.consume_deferred(plan).await?;
         durable.await?;

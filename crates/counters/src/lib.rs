@@ -53,6 +53,12 @@ pub trait Counters: Send + Sync + 'static {
     /// Current counts (0 for a bucket never counted), in the order given.
     async fn peek(&self, keys: &[BucketKey]) -> Result<Vec<u64>, CounterError>;
 
+    /// Current counts of every bucket of `plan`, in its order (the token path's pre-check).
+    async fn peek_plan(&self, plan: &QuotaPlan) -> Result<Vec<u64>, CounterError> {
+        let keys: Vec<BucketKey> = plan.buckets.iter().map(|b| b.key.clone()).collect();
+        self.peek(&keys).await
+    }
+
     /// Atomically: if no enforced bucket of `plan` is exhausted, increment every bucket (enforced
     /// or not) by one and return the new counts; else change nothing.
     async fn consume(&self, plan: &QuotaPlan) -> Result<Consumption, CounterError>;

@@ -258,12 +258,14 @@ pub fn states_for(plan: &QuotaPlan, used: &[u64], entity: EntityKind, now: UnixT
 
 /// Auth0's quota header value: `b=per_hour;q=10;r=7;t=3540,b=per_day;q=50;r=47;t=43200`.
 pub fn header_value(states: &[BucketState]) -> String {
-    let mut out = String::new();
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(48 * states.len());
     for (idx, s) in states.iter().enumerate() {
         if idx > 0 {
             out.push(',');
         }
-        out.push_str(&format!("b={};q={};r={};t={}", s.window.name(), s.limit, s.remaining(), s.reset_in));
+        // Writing to a String cannot fail.
+        let _ = write!(out, "b={};q={};r={};t={}", s.window.name(), s.limit, s.remaining(), s.reset_in);
     }
     out
 }

@@ -21,8 +21,7 @@ pub async fn precheck(state: &AppState, plan: &QuotaPlan, now: UnixTime) -> Resu
     if plan.is_empty() {
         return Ok(());
     }
-    let keys: Vec<_> = plan.buckets.iter().map(|b| b.key.clone()).collect();
-    match state.counters.peek(&keys).await {
+    match state.counters.peek_plan(plan).await {
         Ok(used) => match plan.first_exhausted(&used) {
             Some(exhausted) => {
                 state.metrics.quota_rejected(plan, exhausted);
@@ -112,7 +111,8 @@ fn quota_headers(plan: &QuotaPlan, counts: &[u64], now: UnixTime) -> Headers {
 }
 
 fn push(headers: &mut Headers, name: &'static str, value: String) {
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    // From the `String` itself: no copy of the text.
+    if let Ok(value) = HeaderValue::try_from(value) {
         headers.push((HeaderName::from_static(name), value));
     }
 }
