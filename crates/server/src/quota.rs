@@ -199,7 +199,6 @@ pub async fn usage(
     entity: EntityKind,
     now: UnixTime,
 ) -> Result<Vec<BucketState>, CounterError> {
-    let keys: Vec<_> = plan.buckets.iter().map(|b| b.key.clone()).collect();
-    let used = state.counters.peek(&keys).await.inspect_err(|_| state.metrics.counter_store_error())?;
+    let used = state.counters.peek_plan(plan).await.inspect_err(|_| state.metrics.counter_store_error())?;
     Ok(states_for(plan, &used, entity, now))
 }

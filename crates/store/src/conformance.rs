@@ -628,7 +628,12 @@ pub(crate) async fn signing_keys_and_meta(h: &impl Harness) {
 }
 
 pub(crate) async fn concurrent_writers_all_succeed(h: &impl Harness) {
-    let store = h.store();
+    concurrent_writers_on(h.store()).await;
+}
+
+/// The body of [`concurrent_writers_all_succeed`], also run by `sqlite/tests.rs` on a file-backed
+/// pool (several connections contending for SQLite's one writer, unlike the in-memory harness).
+pub(crate) async fn concurrent_writers_on<S: ConfigStore + Clone>(store: &S) {
     let mut tasks = Vec::new();
     for i in 0..40 {
         let store = store.clone();

@@ -231,8 +231,9 @@ impl Sink for Writer {
         let mut events = Vec::with_capacity(group.len());
         let mut acks = Vec::new();
         for pending in group {
-            events.push(self.finish(&pending));
-            acks.extend(pending.done);
+            let (event, done) = self.finish(pending);
+            events.push(event);
+            acks.extend(done);
         }
         let mut result = Ok(());
         let mut finished_segment = None;
@@ -261,20 +262,21 @@ impl Sink for Writer {
 impl Writer {
     /// A `log_id` (`900`, the time in milliseconds, this process's tag and a sequence number, fixed
     /// width, so that ids sort in the order they were made, as Auth0's do) and the final JSON.
-    fn finish(&mut self, pending: &Pending) -> StoredEvent {
+    fn finish(&mut self, pending: Pending) -> (StoredEvent, Option<oneshot::Sender<bool>>) {
         self.last_millis = self.last_millis.max(pending.date.millis);
         self.seq += 1;
         let log_id = format!("900{:016}{:08}{:020}", self.last_millis, self.instance_tag, self.seq);
         // `body` is an object with at least one member: put `log_id` first.
         let rest = pending.body.strip_prefix('{').unwrap_or(&pending.body);
         let json = format!("{{\"log_id\":\"{log_id}\",{rest}");
-        StoredEvent {
+        let event = StoredEvent {
             log_id,
             date: pending.date,
-            event_type: pending.event_type.clone(),
-            client_id: pending.client_id.clone(),
+            event_type: pending.event_type,
+            client_id: pending.client_id,
             json,
-        }
+        };
+        (event, pending.done)
     }
 }
 

@@ -124,8 +124,6 @@ fn org(id: &str, name: &str) -> Organization {
     }
 }
 
-const ALL: Page = Page { page: 0, per_page: 1000 };
-
 #[test]
 fn every_migration_file_is_registered() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
@@ -204,20 +202,5 @@ async fn in_memory_stores_are_private() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_all_succeed() {
     let db = TempDb::new();
-    let store = db.open().await;
-    let mut tasks = Vec::new();
-    for i in 0..40 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let id = format!("c{i}");
-            store.insert_client(&client(&id)).await?;
-            store.insert_grant(&grant(&format!("g{i}"), &id, "A")).await?;
-            if i % 2 == 0 { store.delete_client(&id).await } else { Ok(()) }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("join").expect("write");
-    }
-    assert_eq!(store.list_clients(ALL).await.expect("list").total, 20);
-    assert_eq!(store.list_grants(&GrantFilter::default(), ALL).await.expect("list").total, 20);
+    crate::conformance::concurrent_writers_on(&db.open().await).await;
 }
