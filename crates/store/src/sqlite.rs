@@ -131,7 +131,40 @@ impl SqliteStore {
     async fn read_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
         self.pool.begin().await.map_err(backend)
     }
+
+    /// The row `id` of a table of `(id, name, doc)` rows (organizations, actions).
+    async fn get_named<T>(&self, table: NamedTable, id: &str, from_row: FromNamedRow<T>) -> Result<Option<T>> {
+        let sql = format!("SELECT name, doc FROM {} WHERE id = ?", table.0);
+        let row: Option<(String, String)> =
+            sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await.map_err(backend)?;
+        row.map(|(name, doc)| from_row(id.to_owned(), name, &doc)).transpose()
+    }
+
+    /// One page of a table of `(id, name, doc)` rows, in creation order, with the total.
+    async fn list_named<T>(&self, table: NamedTable, page: Page, from_row: FromNamedRow<T>) -> Result<Listing<T>> {
+        let (limit, offset) = limit_offset(page);
+        let mut tx = self.read_tx().await?;
+        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {}", table.0)))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let sql = format!("SELECT id, name, doc FROM {} ORDER BY seq LIMIT ? OFFSET ?", table.0);
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as(AssertSqlSafe(sql)).bind(limit).bind(offset).fetch_all(&mut *tx).await.map_err(backend)?;
+        commit(tx).await?;
+        let items = rows.into_iter().map(|(id, name, doc)| from_row(id, name, &doc)).collect::<Result<Vec<_>>>()?;
+        Ok(Listing { items, total: total(count) })
+    }
 }
+
+/// A table whose rows are `(id, name, doc)`; only these constants exist, so its name is safe to
+/// put in SQL text.
+#[derive(Clone, Copy)]
+struct NamedTable(&'static str);
+const ORGANIZATIONS: NamedTable = NamedTable("organizations");
+const ACTIONS: NamedTable = NamedTable("actions");
+
+type FromNamedRow<T> = fn(String, String, &str) -> Result<T>;
 
 /// Maps a sqlx error to the store's error.
 ///
@@ -554,32 +587,11 @@ impl ConfigStore for SqliteStore {
     }
 
     async fn get_organization(&self, id: &str) -> Result<Option<Organization>> {
-        let row: Option<(String, String)> = sqlx::query_as("SELECT name, doc FROM organizations WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.map(|(name, doc)| records::organization_from_row(id.to_owned(), name, &doc)).transpose()
+        self.get_named(ORGANIZATIONS, id, records::organization_from_row).await
     }
 
     async fn list_organizations(&self, page: Page) -> Result<Listing<Organization>> {
-        let (limit, offset) = limit_offset(page);
-        let mut tx = self.read_tx().await?;
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&mut *tx).await.map_err(backend)?;
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT id, name, doc FROM organizations ORDER BY seq LIMIT ? OFFSET ?")
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
-        commit(tx).await?;
-        let items = rows
-            .into_iter()
-            .map(|(id, name, doc)| records::organization_from_row(id, name, &doc))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Listing { items, total: total(count) })
+        self.list_named(ORGANIZATIONS, page, records::organization_from_row).await
     }
 
     async fn add_organization_grant(&self, organization_id: &str, grant_id: &str) -> Result<()> {
@@ -954,30 +966,11 @@ impl ConfigStore for SqliteStore {
     }
 
     async fn get_action(&self, id: &str) -> Result<Option<Action>> {
-        let row: Option<(String, String)> = sqlx::query_as("SELECT name, doc FROM actions WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.map(|(name, doc)| records::action_from_row(id.to_owned(), name, &doc)).transpose()
+        self.get_named(ACTIONS, id, records::action_from_row).await
     }
 
     async fn list_actions(&self, page: Page) -> Result<Listing<Action>> {
-        let (limit, offset) = limit_offset(page);
-        let mut tx = self.read_tx().await?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM actions").fetch_one(&mut *tx).await.map_err(backend)?;
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT id, name, doc FROM actions ORDER BY seq LIMIT ? OFFSET ?")
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        let items =
-            rows.into_iter().map(|(id, name, doc)| records::action_from_row(id, name, &doc)).collect::<Result<_>>()?;
-        Ok(Listing { items, total: u64::try_from(total).unwrap_or(0) })
+        self.list_named(ACTIONS, page, records::action_from_row).await
     }
 
     async fn insert_action_version(&self, version: &ActionVersion) -> Result<()> {
