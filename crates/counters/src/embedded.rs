@@ -7,7 +7,6 @@
 //! its line is written, so after `kill -9` and restart the replayed counts include every token any
 //! client received.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,7 +25,7 @@ pub use ration_domain::Durability;
 /// Rewrite the journal once it grows past this, keeping only live buckets.
 const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;
 
-type Counts = HashMap<BucketKey, u64>;
+use journal::Counts;
 
 pub struct EmbeddedCounters {
     /// std mutex: held for a few hash lookups, never across an `.await`.

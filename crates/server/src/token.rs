@@ -189,17 +189,21 @@ async fn issue(
 
     let body = TokenResponse {
         access_token: minted.token,
-        token_type: "Bearer",
+        token_type: TokenResponse::BEARER,
         expires_in: minted.expires_in,
         scope: minted.scope,
     };
-    let mut response = axum::Json(body).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    // The header map is sized once: grown insert by insert, it rehashed on every token with
+    // quota headers.
+    let mut headers = HeaderMap::with_capacity(3 + quota_headers.len());
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     for (name, value) in quota_headers {
-        h.insert(name, value);
+        headers.insert(name, value);
     }
+    let mut response = Response::new(Body::from(body.to_json()));
+    *response.headers_mut() = headers;
     Ok(response)
 }
 
