@@ -289,9 +289,11 @@ async fn run_population(
     Ok((facts, rows))
 }
 
-/// Lets background work of setup (journal, event log, allocator) settle before reading RSS.
+/// Lets background work of setup (journal, event log, allocator) settle before reading RSS. Two
+/// seconds: the server's allocator returns pages left unused for one second (jemalloc's decay), and
+/// an idle server is one that has been idle for longer than that.
 async fn settle() {
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
 }
 
 /// Runs one scenario closed-loop (`paced: None`, the maximum) or at a fixed total rate.
