@@ -12,6 +12,7 @@
 //! restarted on the same data dir so that startup time and idle RSS are those of a server that
 //! loads 10 000 clients from its store, and its load scenarios then run on the restarted server.
 
+mod floor;
 mod hist;
 mod load;
 mod report;
@@ -45,7 +46,8 @@ struct Args {
     ration_bin: Option<PathBuf>,
     /// Comma-separated scenarios: `<alg>[-org|-quota][-10k]` (alg: es256, eddsa, rs256, hs256;
     /// `-org`: with the organization, no quotas; `-quota`: with it, client and organization
-    /// quotas) and `startup-10k`.
+    /// quotas), `startup-10k`, and `floor` (a bare ES256 handler, not Ration: what any token
+    /// endpoint costs here).
     #[arg(long, default_value = scenario::DEFAULT)]
     scenarios: String,
     /// A few seconds in total: 1 s per scenario, es256 and es256-quota unless --scenarios is
@@ -80,10 +82,22 @@ struct Args {
     /// Also write the results as Markdown to this file (`-`: stdout).
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Internal: run the bare floor handler (`floor` scenario) instead of benchmarking.
+    #[arg(long, hide = true)]
+    serve_floor: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.serve_floor {
+        return match floor::serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: floor server: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -107,6 +121,8 @@ fn main() -> ExitCode {
 /// One row of the results.
 struct Row {
     scenario: LoadScenario,
+    /// The bare floor handler, not Ration (`scenario` then only says the algorithm).
+    floor: bool,
     /// The paced rate (tokens/s) of a half-load run; `None`: closed loop, the maximum.
     paced: Option<f64>,
     clients: usize,
@@ -125,6 +141,7 @@ impl Row {
     /// The scenario's name; a half-load run says so.
     fn label(&self) -> String {
         match self.paced {
+            None if self.floor => "floor".into(),
             None => self.scenario.name(),
             Some(rate) => format!("{} @ {rate:.0}/s", self.scenario.name()),
         }
@@ -182,6 +199,9 @@ async fn run(mut args: Args) -> Result<u64> {
 
     // The floor, measured first, while nothing else of ours runs.
     let mut algs: Vec<Alg> = plan.load.iter().map(|s| s.alg).collect();
+    if plan.floor {
+        algs.push(Alg::ES256);
+    }
     algs.sort();
     algs.dedup();
     let mut raw = BTreeMap::new();
@@ -194,6 +214,9 @@ async fn run(mut args: Args) -> Result<u64> {
 
     let temp = tempfile::Builder::new().prefix("ration-bench-").tempdir().context("cannot create a temporary dir")?;
     let mut rows = Vec::new();
+    if plan.floor {
+        rows.push(run_floor(&args, temp.path()).await.context("the floor scenario")?);
+    }
     let mut servers = Vec::new();
     for population in [Population::Small, Population::Large] {
         if plan.needs(population) {
@@ -208,7 +231,9 @@ async fn run(mut args: Args) -> Result<u64> {
     if !results.rows.is_empty() {
         println!("\n{}", results.text());
     }
-    println!("{}", lifecycle.text());
+    if !lifecycle.rows.is_empty() {
+        println!("{}", lifecycle.text());
+    }
     let failures: u64 = rows.iter().map(|r| r.outcome.failures()).sum();
     for row in rows.iter().filter(|r| r.outcome.failures() > 0) {
         eprintln!(
@@ -309,6 +334,29 @@ async fn run_scenario(
     preflight(srv, scenario, &clients[0], org).await?;
     let bodies =
         clients.iter().map(|c| load::token_form(&c.client_id, &c.client_secret, &audience, org)).collect::<Vec<_>>();
+    measure(args, srv, scenario, bodies, paced, false).await
+}
+
+/// The bare handler of `floor.rs`, under the same load as Ration's scenarios.
+async fn run_floor(args: &Args, temp: &Path) -> Result<Row> {
+    let srv = Server::start_floor(&temp.join("floor.log")).await?;
+    let body = load::token_form(floor::CLIENT_ID, floor::CLIENT_SECRET, floor::AUDIENCE, None);
+    let scenario = LoadScenario { alg: Alg::ES256, limits: Limits::Off, population: Population::Small };
+    let row = measure(args, &srv, scenario, vec![body], None, true).await;
+    srv.stop().await?;
+    row
+}
+
+/// Drives `bodies` (one per client, in rotation) at `srv` and samples CPU at the window's edges.
+async fn measure(
+    args: &Args,
+    srv: &Server,
+    scenario: LoadScenario,
+    bodies: Vec<bytes::Bytes>,
+    paced: Option<f64>,
+    floor: bool,
+) -> Result<Row> {
+    let clients = bodies.len();
     let addr: SocketAddr = format!("127.0.0.1:{}", srv.port).parse()?;
     let work = load::Workload {
         addr,
@@ -332,8 +380,9 @@ async fn run_scenario(
         |a: Option<Duration>, b: Option<Duration>| b.zip(a).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
     let row = Row {
         scenario,
+        floor,
         paced,
-        clients: clients.len(),
+        clients,
         server_cpu: delta(s0, s1),
         bench_cpu: delta(b0, b1),
         // Everything else the machine did meanwhile (other builds, daemons): the noise indicator.
@@ -430,10 +479,14 @@ fn results_table(rows: &[Row], store: &str, concurrency: usize, raw: &BTreeMap<A
             let rate = r.outcome.ok as f64 / r.window.as_secs_f64();
             let raw = raw.get(&r.scenario.alg).copied().unwrap_or(f64::NAN);
             let q = |q| num(ms(r.outcome.latency.quantile(q)));
+            let (quotas, store) = match r.floor {
+                true => ("- (bare handler)", "-"),
+                false => (r.scenario.limits.describe(), store),
+            };
             vec![
                 r.label(),
                 r.scenario.alg.jose().into(),
-                r.scenario.limits.describe().into(),
+                quotas.into(),
                 store.into(),
                 r.clients.to_string(),
                 concurrency.to_string(),
@@ -496,7 +549,9 @@ fn markdown(args: &Args, raw: &BTreeMap<Alg, f64>, results: &Table, lifecycle: &
         out.push_str(&results.markdown());
         out.push('\n');
     }
-    out.push_str(&lifecycle.markdown());
+    if !lifecycle.rows.is_empty() {
+        out.push_str(&lifecycle.markdown());
+    }
     out.push_str("\nRaw single-core signing rate (aws-lc-rs, in-process):");
     for (alg, rate) in raw {
         out.push_str(&format!(" {} {rate:.0}/s;", alg.jose()));

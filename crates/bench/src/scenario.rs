@@ -111,6 +111,8 @@ pub struct Plan {
     pub load: Vec<LoadScenario>,
     /// Measure startup time and idle RSS of the large population after a restart.
     pub startup_large: bool,
+    /// Measure the bare ES256 handler of `floor.rs` under the same load.
+    pub floor: bool,
 }
 
 impl Plan {
@@ -142,9 +144,9 @@ impl Plan {
     }
 }
 
-pub const DEFAULT: &str = "es256,es256-org,es256-quota,eddsa,eddsa-quota,rs256,rs256-quota,hs256,hs256-quota,\
+pub const DEFAULT: &str = "floor,es256,es256-org,es256-quota,eddsa,eddsa-quota,rs256,rs256-quota,hs256,hs256-quota,\
                            es256-quota-10k,startup-10k";
-pub const SMOKE: &str = "es256,es256-quota";
+pub const SMOKE: &str = "floor,es256,es256-quota";
 
 pub fn parse(list: &str) -> Result<Plan> {
     let mut plan = Plan::default();
@@ -152,6 +154,10 @@ pub fn parse(list: &str) -> Result<Plan> {
         let name = raw.to_ascii_lowercase();
         if name == "startup-10k" {
             plan.startup_large = true;
+            continue;
+        }
+        if name == "floor" {
+            plan.floor = true;
             continue;
         }
         let (rest, population) = match name.strip_suffix("-10k") {
@@ -166,7 +172,7 @@ pub fn parse(list: &str) -> Result<Plan> {
         let Some(alg) = Alg::ALL.into_iter().find(|a| a.slug() == rest) else {
             bail!(
                 "unknown scenario {raw:?}: expected <alg>[-org|-quota][-10k] with alg one of es256, eddsa, rs256, \
-                 hs256, or startup-10k"
+                 hs256, or startup-10k, or floor"
             );
         };
         let scenario = LoadScenario { alg, limits, population };
@@ -174,7 +180,7 @@ pub fn parse(list: &str) -> Result<Plan> {
             plan.load.push(scenario);
         }
     }
-    if plan.load.is_empty() && !plan.startup_large {
+    if plan.load.is_empty() && !plan.startup_large && !plan.floor {
         bail!("--scenarios is empty");
     }
     Ok(plan)
@@ -188,9 +194,10 @@ mod tests {
     fn default_set_parses_and_round_trips() {
         let plan = parse(DEFAULT).unwrap();
         assert_eq!(plan.load.len(), 10);
-        assert!(plan.startup_large);
+        assert!(plan.startup_large && plan.floor);
         let names: Vec<String> = plan.load.iter().map(LoadScenario::name).collect();
-        assert_eq!(names.join(","), DEFAULT.rsplit_once(',').unwrap().0.replace(' ', ""));
+        let middle = DEFAULT.split_once(',').unwrap().1.rsplit_once(',').unwrap().0;
+        assert_eq!(names.join(","), middle.replace(' ', ""));
         assert_eq!(plan.algs(Population::Large), vec![Alg::ES256]);
         assert_eq!(plan.client_sets(Population::Small), Limits::ALL.to_vec());
         assert_eq!(plan.client_sets(Population::Large), vec![Limits::Quota]);

@@ -26,10 +26,8 @@ pub struct Server {
 impl Server {
     /// Starts `bin serve` on `data_dir`, on `port` (0: any free port), and waits until it listens.
     pub async fn start(bin: &Path, data_dir: &Path, port: u16) -> Result<Server> {
-        let log = data_dir.with_extension("log");
-        let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let started = Instant::now();
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -38,15 +36,26 @@ impl Server {
             .env("RATION_BOOTSTRAP_CLIENT_ID", ADMIN_ID)
             .env("RATION_BOOTSTRAP_CLIENT_SECRET", ADMIN_SECRET)
             // Warnings and errors only: request logging would measure the logger.
-            .env("RATION_LOG", std::env::var("RATION_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| {
-                format!("cannot start {} (build it with `cargo build --release -p ration`)", bin.display())
-            })?;
+            .env("RATION_LOG", std::env::var("RATION_LOG").unwrap_or_else(|_| "warn".into()));
+        Server::spawn(command, &data_dir.with_extension("log")).await.with_context(|| {
+            format!("cannot start {} (build it with `cargo build --release -p ration`)", bin.display())
+        })
+    }
+
+    /// Starts this benchmark's own bare token handler (see `floor.rs`), logging to `log`.
+    pub async fn start_floor(log: &Path) -> Result<Server> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.arg("--serve-floor");
+        Server::spawn(command, log).await.context("cannot start the floor server")
+    }
+
+    /// Spawns `command` and waits for its `listening on http://127.0.0.1:<port>` line.
+    async fn spawn(mut command: Command, log: &Path) -> Result<Server> {
+        let log = log.to_owned();
+        let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let started = Instant::now();
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log_file).kill_on_drop(true).spawn()?;
         let pid = child.id().ok_or_else(|| anyhow!("the server exited at once"))?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout pipe"))?;
         let mut lines = BufReader::new(stdout).lines();
