@@ -88,11 +88,7 @@ impl SqliteStore {
             // background event indexing touches many `events_client` index pages, and re-reading
             // them from the OS cost up to a third of the throughput with 10 000 clients
             // (docs/benchmarks.md). Filled only as pages are used.
-            .pragma("cache_size", "-16384")
-            // Checkpoint every ~40 MiB of WAL instead of ~4 MiB: an index page that several event
-            // transactions dirtied is then copied into the database once, not once per
-            // transaction (with 10 000 clients a transaction dirties thousands of pages).
-            .pragma("wal_autocheckpoint", "10000");
+            .pragma("cache_size", "-16384");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)

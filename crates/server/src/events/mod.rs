@@ -66,13 +66,13 @@ pub struct RequestInfo {
 }
 
 /// The most events in one store transaction.
-const MAX_TRANSACTION: usize = 32768;
+const MAX_TRANSACTION: usize = 8192;
 /// How long a reader waits for earlier events to reach the store before reading anyway.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
 /// How long journaled events may wait to be indexed while more arrive: one large transaction
 /// costs SQLite far less per event than many small ones (fewer WAL frames and commits). Readers
 /// and log-stream deliveries see events this much later at most; a reader cuts it short.
-const INGEST_LINGER: Duration = Duration::from_millis(500);
+const INGEST_LINGER: Duration = Duration::from_millis(100);
 
 /// Where the embedded store's events are journaled.
 pub struct JournalConfig {
