@@ -81,7 +81,7 @@ fn segment_path(dir: &Path, number: u64) -> PathBuf {
 }
 
 fn encode(buf: &mut Vec<u8>, event: &StoredEvent) {
-    buf.extend_from_slice(event.date.millis.to_string().as_bytes());
+    buf.extend_from_slice(itoa::Buffer::new().format(event.date.millis).as_bytes());
     buf.push(b' ');
     buf.extend_from_slice(event.json.as_bytes());
     buf.push(b'\n');
