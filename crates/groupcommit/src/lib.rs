@@ -17,7 +17,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use tokio::sync::{Notify, oneshot};
 
@@ -101,7 +101,13 @@ impl<S: Sink> GroupCommit<S> {
     /// Writes groups until the queue is empty, unless somebody else is writing.
     fn lead(&self) {
         loop {
-            let Ok(mut sink) = self.sink.try_lock() else { return };
+            let mut sink = match self.sink.try_lock() {
+                Ok(sink) => sink,
+                // A sink that panicked mid-write is still the only way out for the waiters:
+                // giving up here would leave every later waiter hanging.
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
             loop {
                 let queued = std::mem::take(&mut *lock(&self.queue));
                 if queued.is_empty() {
@@ -199,6 +205,37 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         panic!("not written: {:?}", groups.lock().unwrap());
+    }
+
+    /// Panics on its first group, then records.
+    struct PanicsOnce {
+        panicked: bool,
+        groups: Groups,
+    }
+
+    impl Sink for PanicsOnce {
+        type Item = u32;
+        fn write(&mut self, items: Vec<u32>) -> Result<(), String> {
+            if !std::mem::replace(&mut self.panicked, true) {
+                panic!("sink bug");
+            }
+            self.groups.lock().unwrap().push(items);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_panicked_once_still_writes_later_groups() {
+        let groups: Groups = Arc::default();
+        let group = GroupCommit::start(PanicsOnce { panicked: false, groups: groups.clone() });
+        let first = group.append(1);
+        let writer = group.clone();
+        // The waiter that writes the first group panics with the sink (its task fails).
+        assert!(tokio::spawn(async move { writer.wait(first).await }).await.is_err());
+        let second = group.append(2);
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(5), group.wait(second)).await;
+        assert_eq!(waited, Ok(Ok(())), "a later waiter must not hang on the poisoned sink");
+        assert_eq!(groups.lock().unwrap().concat(), vec![2]);
     }
 
     #[tokio::test]
