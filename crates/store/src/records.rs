@@ -21,6 +21,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Result, StoreError};
 
+/// A table whose rows are `(id, name, doc)` (both backends read them with the same queries, up to
+/// placeholder syntax). Only these constants exist, so its name is safe to put in SQL text.
+#[derive(Clone, Copy)]
+pub(crate) struct NamedTable(pub(crate) &'static str);
+pub(crate) const ORGANIZATIONS: NamedTable = NamedTable("organizations");
+pub(crate) const ACTIONS: NamedTable = NamedTable("actions");
+
+/// Builds an entity from a named table's `(id, name, doc)` row.
+pub(crate) type FromNamedRow<T> = fn(String, String, &str) -> Result<T>;
+
 #[derive(Serialize, Deserialize)]
 struct QuotaRecord {
     enforce: bool,

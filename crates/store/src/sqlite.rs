@@ -26,7 +26,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, SqlSafeStr};
 
-use crate::records::{self, GRANT_COLUMNS, GrantRow};
+use crate::records::{self, ACTIONS, FromNamedRow, GRANT_COLUMNS, GrantRow, NamedTable, ORGANIZATIONS};
 use crate::{
     ConfigStore, EventQuery, GrantFilter, Listing, Page, Result, StoreError, StoredEvent, StoredKey, StreamPosition,
 };
@@ -156,15 +156,6 @@ impl SqliteStore {
         Ok(Listing { items, total: total(count) })
     }
 }
-
-/// A table whose rows are `(id, name, doc)`; only these constants exist, so its name is safe to
-/// put in SQL text.
-#[derive(Clone, Copy)]
-struct NamedTable(&'static str);
-const ORGANIZATIONS: NamedTable = NamedTable("organizations");
-const ACTIONS: NamedTable = NamedTable("actions");
-
-type FromNamedRow<T> = fn(String, String, &str) -> Result<T>;
 
 /// Maps a sqlx error to the store's error.
 ///
