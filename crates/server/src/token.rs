@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ration_domain::{Catalog, Client, Decision, TokenError, UnixTime};
-use ration_proto::oauth::{ClientAuth, TokenResponse, parse_token_request, token_error_status};
+use ration_proto::oauth::{ClientAuth, ParsedTokenRequest, TokenResponse, parse_token_request, token_error_status};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -111,11 +111,24 @@ async fn issue(
         attempt.scope = facts.scope;
         attempt.organization = facts.organization;
     })?;
+    // The client id is needed either way (metrics); the rest only for a failure's event, so it is
+    // copied only when the exchange fails.
     attempt.client_id = parsed.auth.client_id().map(str::to_owned);
-    attempt.audience = parsed.request.audience.clone();
-    attempt.scope = parsed.request.scope.as_ref().map(|s| s.join(" "));
-    attempt.organization = parsed.request.organization.clone();
+    exchange(state, &parsed, now, info, attempt).await.inspect_err(|_| {
+        attempt.audience = parsed.request.audience.clone();
+        attempt.scope = parsed.request.scope.as_ref().map(|s| s.join(" "));
+        attempt.organization = parsed.request.organization.clone();
+    })
+}
 
+/// Everything after parsing: authentication, decision, quotas, Actions, signing, durable writes.
+async fn exchange(
+    state: &AppState,
+    parsed: &ParsedTokenRequest,
+    now: UnixTime,
+    info: &RequestInfo,
+    attempt: &mut Attempt,
+) -> Result<Response, OAuthError> {
     let client_id = parsed.auth.client_id();
     match state.bruteforce.check(client_id, &info.ip, now) {
         crate::bruteforce::Verdict::Allow => {}
