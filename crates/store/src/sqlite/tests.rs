@@ -204,3 +204,116 @@ async fn concurrent_writers_all_succeed() {
     let db = TempDb::new();
     crate::conformance::concurrent_writers_on(&db.open().await).await;
 }
+
+fn event(n: i64, client_id: Option<&str>) -> StoredEvent {
+    StoredEvent {
+        log_id: format!("{n:020}"),
+        date: UnixTime::from_millis(n * 1000),
+        event_type: "seccft".into(),
+        client_id: client_id.map(Into::into),
+        json: format!("{{\"n\":{n}}}"),
+    }
+}
+
+fn by_client(client_id: &str) -> EventQuery {
+    EventQuery {
+        types: Vec::new(),
+        categories: Vec::new(),
+        client_id: Some(client_id.into()),
+        date_from: None,
+        date_to: None,
+        after_log_id: None,
+        newest_first: true,
+        page: Page { page: 0, per_page: 100 },
+    }
+}
+
+/// Ids that stress the shard expression: empty, one character, NUL, multi-byte, generated-like.
+const ODD_CLIENT_IDS: &[&str] =
+    &["", "a", "ab", "A\0", "\0", "é", "中文", "x🦀", "Vx3kQ9mZr2LpT8sWc4YnB6dHf1JgE7aU", "ration-bench-admin"];
+
+#[tokio::test]
+async fn client_filters_find_exactly_their_events_whatever_the_id() {
+    let store = SqliteStore::open_in_memory().await.expect("store");
+    let mut events = Vec::new();
+    for (i, id) in ODD_CLIENT_IDS.iter().enumerate() {
+        for k in 0..3 {
+            events.push(event((k * 100 + i) as i64 + 1, Some(id)));
+        }
+    }
+    events.push(event(1000, None));
+    events.sort_by(|a, b| a.log_id.cmp(&b.log_id));
+    store.append_events(&events).await.expect("append");
+    for id in ODD_CLIENT_IDS {
+        let listing = store.list_events(&by_client(id)).await.expect("list");
+        assert_eq!(listing.total, 3, "{id:?}");
+        assert!(listing.items.iter().all(|e| e.client_id.as_deref() == Some(*id)), "{id:?}");
+        // The stored column and the query's expression give the same shard for this id.
+        let sql = format!("SELECT COUNT(*) FROM events WHERE client_id = ? AND client_shard = {CLIENT_SHARD}");
+        let same: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(*id)
+            .bind(*id)
+            .bind(*id)
+            .fetch_one(&store.pool)
+            .await
+            .expect("shard");
+        assert_eq!(same, 3, "{id:?}");
+    }
+    let spread: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT client_shard) FROM events")
+        .fetch_one(&store.pool)
+        .await
+        .expect("shards");
+    assert!(spread >= 8, "ten different ids should not share a few shards: {spread}");
+}
+
+#[tokio::test]
+async fn client_filters_walk_the_shard_index_not_the_table() {
+    let store = SqliteStore::open_in_memory().await.expect("store");
+    for sql in [
+        format!(
+            "EXPLAIN QUERY PLAN SELECT log_id FROM events WHERE client_shard = {CLIENT_SHARD} AND client_id = ? \
+             ORDER BY log_id DESC LIMIT 50"
+        ),
+        format!("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM events WHERE client_shard = {CLIENT_SHARD} AND client_id = ?"),
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(AssertSqlSafe(sql.clone()))
+            .bind("c")
+            .bind("c")
+            .bind("c")
+            .fetch_all(&store.pool)
+            .await
+            .expect("plan");
+        let text: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(text.iter().any(|step| step.contains("INDEX events_client (client_shard=?)")), "{sql}: {text:?}");
+        assert!(!text.iter().any(|step| step.contains("TEMP B-TREE")), "{sql}: {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn events_stored_before_the_shard_migration_are_found_by_client() {
+    let db = TempDb::new();
+    {
+        let options = SqliteConnectOptions::new().filename(&db.path).create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.expect("connect");
+        let first = Migrator::with_migrations(
+            MIGRATIONS[..1]
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
+                })
+                .collect(),
+        );
+        first.run(&pool).await.expect("migration 1");
+        sqlx::query(
+            "INSERT INTO events (log_id, date, type, category, client_id, doc) \
+             VALUES ('01', 1, 'seccft', 'auth.token', 'old-client', '{}'), ('02', 2, 'seccft', 'auth.token', 'other', '{}')",
+        )
+        .execute(&pool)
+        .await
+        .expect("old events");
+        pool.close().await;
+    }
+    let store = db.open().await;
+    let listing = store.list_events(&by_client("old-client")).await.expect("list");
+    assert_eq!(listing.items.iter().map(|e| e.log_id.as_str()).collect::<Vec<_>>(), ["01"]);
+}
