@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::OAuthError;
-use crate::events::RequestInfo;
+use crate::events::{RequestInfo, Seccft};
 use crate::secrets::random_bytes;
 use crate::state::AppState;
 
@@ -183,11 +183,18 @@ async fn exchange(
     // seccft events never sees fewer than the tokens that went out, and a crash never forgets a
     // token a client received. The two writes go to different group commits, so they are awaited
     // together rather than one after the other.
-    let mut event = success_event(&decision, &minted.jti);
-    if let Some(ran) = &ran {
-        event["details"]["actions"] = json!({"logs": crate::actions::logs_json(&ran.logs)});
-    }
-    let (counted, recorded) = tokio::join!(counted, state.events.emit_durable(now, info, event));
+    let action_logs = ran.as_ref().map(|ran| crate::actions::logs_json(&ran.logs));
+    let scope = decision.scopes.join(" ");
+    let event = Seccft {
+        client_id: &decision.client.client_id,
+        client_name: &decision.client.name,
+        audience: &decision.resource_server.identifier,
+        scope: &scope,
+        jti: &minted.jti,
+        organization: decision.organization.as_ref().map(|org| (org.id.as_str(), org.name.as_str())),
+        action_logs: action_logs.as_ref(),
+    };
+    let (counted, recorded) = tokio::join!(counted, state.events.emit_seccft(now, info, &event));
     if let Err(e) = counted {
         // The count may not have reached the disk: the token must not go out. The seccft just
         // written then records a token nobody received, the safe direction (as after a crash).
@@ -218,23 +225,6 @@ async fn exchange(
     let mut response = Response::new(Body::from(body.to_json()));
     *response.headers_mut() = headers;
     Ok(response)
-}
-
-fn success_event(decision: &Decision, jti: &str) -> serde_json::Value {
-    let mut event = json!({
-        "type": "seccft",
-        "description": "Client Credentials for Access Token",
-        "client_id": decision.client.client_id,
-        "client_name": decision.client.name,
-        "audience": decision.resource_server.identifier,
-        "scope": decision.scopes.join(" "),
-        "details": {"access_token_jti": jti},
-    });
-    if let Some(org) = &decision.organization {
-        event["organization_id"] = json!(org.id);
-        event["organization_name"] = json!(org.name);
-    }
-    event
 }
 
 /// `feccft`: written for every refused exchange, without waiting (a flood of bad requests must not
