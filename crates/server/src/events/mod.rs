@@ -227,12 +227,15 @@ fn prepare_seccft(now: UnixTime, info: &RequestInfo, e: &Seccft<'_>) -> Pending 
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\":");
     }
-    fn text(out: &mut Vec<u8>, name: &str, value: &str) {
-        key(out, name);
+    fn string(out: &mut Vec<u8>, value: &str) {
         // Writing into a Vec cannot fail; an empty string is the harmless fallback.
         if serde_json::to_writer(&mut *out, value).is_err() {
             out.extend_from_slice(b"\"\"");
         }
+    }
+    fn text(out: &mut Vec<u8>, name: &str, value: &str) {
+        key(out, name);
+        string(out, value);
     }
     let mut out = Vec::with_capacity(640);
     out.extend_from_slice(br#"{"$event_schema":{"version":"1.0.0"}"#);
@@ -245,9 +248,7 @@ fn prepare_seccft(now: UnixTime, info: &RequestInfo, e: &Seccft<'_>) -> Pending 
     text(&mut out, "description", "Client Credentials for Access Token");
     key(&mut out, "details");
     out.extend_from_slice(br#"{"access_token_jti":"#);
-    if serde_json::to_writer(&mut out, e.jti).is_err() {
-        out.extend_from_slice(b"\"\"");
-    }
+    string(&mut out, e.jti);
     if let Some(logs) = e.action_logs {
         out.extend_from_slice(br#","actions":{"logs":"#);
         if serde_json::to_writer(&mut out, logs).is_err() {
