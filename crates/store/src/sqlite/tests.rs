@@ -317,3 +317,20 @@ async fn events_stored_before_the_shard_migration_are_found_by_client() {
     let listing = store.list_events(&by_client("old-client")).await.expect("list");
     assert_eq!(listing.items.iter().map(|e| e.log_id.as_str()).collect::<Vec<_>>(), ["01"]);
 }
+
+#[tokio::test]
+async fn event_batches_of_any_length_are_stored_whole_and_in_order() {
+    let store = SqliteStore::open_in_memory().await.expect("store");
+    // 64 + 64 + 2 + 1 rows, then 1 + (64 + 32 + 16 + 8 + 4 + 2 + 1): every chunk size and the
+    // remainders between them.
+    let batch: Vec<_> = (1..=131).map(|n| event(n, Some("c"))).collect();
+    store.append_events(&batch).await.expect("first batch");
+    let batch: Vec<_> = (132..=259).map(|n| event(n, Some("c"))).collect();
+    store.append_events(&batch).await.expect("second batch");
+    let all =
+        EventQuery { client_id: None, newest_first: false, page: Page { page: 0, per_page: 1000 }, ..by_client("") };
+    let listing = store.list_events(&all).await.expect("list");
+    assert_eq!(listing.total, 259);
+    let ids: Vec<String> = listing.items.iter().map(|e| e.log_id.clone()).collect();
+    assert_eq!(ids, (1..=259).map(|n| format!("{n:020}")).collect::<Vec<_>>());
+}
