@@ -184,12 +184,12 @@ async fn exchange(
     // token a client received. The two writes go to different group commits, so they are awaited
     // together rather than one after the other.
     let action_logs = ran.as_ref().map(|ran| crate::actions::logs_json(&ran.logs));
-    let scope = decision.scopes.join(" ");
     let event = Seccft {
         client_id: &decision.client.client_id,
         client_name: &decision.client.name,
         audience: &decision.resource_server.identifier,
-        scope: &scope,
+        // The token's own `scope` claim, joined once in `mint`.
+        scope: &minted.scope,
         jti: &minted.jti,
         organization: decision.organization.as_ref().map(|org| (org.id.as_str(), org.name.as_str())),
         action_logs: action_logs.as_ref(),
