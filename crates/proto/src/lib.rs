@@ -9,5 +9,6 @@
 #![warn(missing_docs)]
 
 mod form;
+pub mod json;
 pub mod mgmt;
 pub mod oauth;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::form;
+use crate::json::write_string;
 
 /// Longest accepted parameter value, in bytes after decoding. Far above any real client id,
 /// secret, audience or scope list, and low enough that one request cannot make the server hold
@@ -67,14 +68,14 @@ impl TokenResponse {
             out.extend_from_slice(self.access_token.as_bytes());
             out.push(b'"');
         } else {
-            json_string(&mut out, &self.access_token);
+            write_string(&mut out, &self.access_token);
         }
         out.extend_from_slice(b",\"token_type\":");
-        json_string(&mut out, self.token_type);
+        write_string(&mut out, self.token_type);
         out.extend_from_slice(b",\"expires_in\":");
         out.extend_from_slice(itoa::Buffer::new().format(self.expires_in).as_bytes());
         out.extend_from_slice(b",\"scope\":");
-        json_string(&mut out, &self.scope);
+        write_string(&mut out, &self.scope);
         out.push(b'}');
         out
     }
@@ -91,13 +92,6 @@ fn is_jws_compact(s: &str) -> bool {
         bad | u8::from(!ok)
     });
     bad == 0
-}
-
-fn json_string(out: &mut Vec<u8>, s: &str) {
-    // Writing a string into a Vec cannot fail; an empty string is the harmless fallback.
-    if serde_json::to_writer(&mut *out, s).is_err() {
-        out.extend_from_slice(b"\"\"");
-    }
 }
 
 /// How the client presented its credentials.

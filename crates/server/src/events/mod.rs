@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ration_domain::{Durability, UnixTime};
+use ration_proto::json::write_string;
 use ration_store::{ConfigStore, StoredEvent};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -227,15 +228,9 @@ fn prepare_seccft(now: UnixTime, info: &RequestInfo, e: &Seccft<'_>) -> Pending 
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\":");
     }
-    fn string(out: &mut Vec<u8>, value: &str) {
-        // Writing into a Vec cannot fail; an empty string is the harmless fallback.
-        if serde_json::to_writer(&mut *out, value).is_err() {
-            out.extend_from_slice(b"\"\"");
-        }
-    }
     fn text(out: &mut Vec<u8>, name: &str, value: &str) {
         key(out, name);
-        string(out, value);
+        write_string(out, value);
     }
     let mut out = Vec::with_capacity(640);
     out.extend_from_slice(br#"{"$event_schema":{"version":"1.0.0"}"#);
@@ -248,7 +243,7 @@ fn prepare_seccft(now: UnixTime, info: &RequestInfo, e: &Seccft<'_>) -> Pending 
     text(&mut out, "description", "Client Credentials for Access Token");
     key(&mut out, "details");
     out.extend_from_slice(br#"{"access_token_jti":"#);
-    string(&mut out, e.jti);
+    write_string(&mut out, e.jti);
     if let Some(logs) = e.action_logs {
         out.extend_from_slice(br#","actions":{"logs":"#);
         if serde_json::to_writer(&mut out, logs).is_err() {
