@@ -96,7 +96,14 @@ impl SqliteStore {
             // indexing touches the tail pages of five indexes (up to 64 in `events_client`), and
             // re-reading evicted pages from the OS showed up in profiles (docs/benchmarks.md).
             // Filled only as pages are used.
-            .pragma("cache_size", "-16384");
+            .pragma("cache_size", "-16384")
+            // Statement journals in memory: a multi-row INSERT into `events` may abort half way
+            // (the shard column is an expression), so SQLite keeps the original of every page it
+            // touches until the statement ends, by default in a temporary file: 1.3 `pwrite`s
+            // per indexed event, more system calls than the token path's own
+            // (docs/benchmarks.md). The same setting holds sorts that no index serves; every list
+            // query is paged, so those stay small.
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)

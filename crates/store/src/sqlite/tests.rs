@@ -166,6 +166,9 @@ async fn open_sets_durability_pragmas() {
     assert_eq!(synchronous, 2, "FULL");
     assert_eq!(foreign_keys, 1);
     assert_eq!(busy, 5000);
+    // Statement journals of the event inserts stay off the disk (2 = MEMORY).
+    let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store").fetch_one(&mut *conn).await.expect("pragma");
+    assert_eq!(temp_store, 2, "MEMORY");
 }
 
 #[tokio::test]
