@@ -397,17 +397,25 @@ async fn ingest_loop(
     linger: Option<Duration>,
     urgent: Arc<Notify>,
 ) {
-    let mut groups = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     while rx.recv_many(&mut groups, 64).await > 0 {
         if let Some(linger) = linger {
-            let deadline = tokio::time::Instant::now() + linger;
+            // One timer for the whole linger, not one per arriving group.
+            let deadline = tokio::time::sleep(linger);
+            tokio::pin!(deadline);
             let mut open = true;
-            while open && groups.iter().map(|g| g.events.len()).sum::<usize>() < MAX_TRANSACTION {
+            // Counted as groups arrive: summing the whole list on every arrival was quadratic in
+            // the groups of one linger (thousands when groups are small), 1.4 % of the server's
+            // CPU in a profile.
+            let mut queued: usize = groups.iter().map(|g| g.events.len()).sum();
+            while open && queued < MAX_TRANSACTION {
+                let before = groups.len();
                 tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = &mut deadline => break,
                     _ = urgent.notified() => break,
                     n = rx.recv_many(&mut groups, 64) => open = n > 0,
                 }
+                queued += groups.iter().skip(before).map(|g| g.events.len()).sum::<usize>();
             }
         }
         let mut events = Vec::new();
