@@ -162,9 +162,13 @@ async fn exchange(
     };
     let decision = ration_domain::token::decide(&catalog, client, &parsed.request)?;
     let plan = decision.quota_plan(&catalog, now);
-    crate::quota::precheck(state, &plan, now).await?;
-    // Actions run after the pre-check (a client over quota does not run them) and before anything
-    // is consumed (a denied exchange consumes nothing).
+    // Actions run before anything is consumed (a denied exchange consumes nothing), and after a
+    // pre-check, so that a client over its quota does not run them. Without Actions the consume
+    // step below is the check: a separate look first cost a second Redis round trip per token in
+    // distributed mode (and a second lock here) for nothing.
+    if !state.bound_actions.load().is_empty() {
+        crate::quota::precheck(state, &plan, now).await?;
+    }
     let ran = crate::actions::run(state, &decision, &parsed.request, &parsed.grant_type, info, now).await.map_err(
         |(error, logs)| {
             attempt.action_logs = Some(crate::actions::logs_json(&logs));
@@ -173,11 +177,10 @@ async fn exchange(
     )?;
     let no_claims = Map::new();
     let custom = ran.as_ref().map_or(&no_claims, |r| &r.custom_claims);
-    // Sign before consuming: between a durable count and the response only the event write
-    // remains, so a crash in that window leaves as few counted-but-undelivered tokens as possible.
-    // (A token signed and then refused by a concurrent request is simply dropped.)
-    let minted = mint(state, &decision, now, custom)?;
+    // Consume before signing: a client over its quota costs a count, not a signature. Should
+    // signing then fail, the count stays, the safe direction (as after a crash).
     let (quota_headers, counted) = crate::quota::consume(state, &decision, &plan, now, info).await?;
+    let minted = mint(state, &decision, now, custom)?;
 
     // The token exists only once its count and its event are durable: an operator counting
     // seccft events never sees fewer than the tokens that went out, and a crash never forgets a
