@@ -1,10 +1,11 @@
 //! Group commit without a writer thread.
 //!
 //! Callers [`GroupCommit::append`] items to a queue and get a [`Ticket`]; [`GroupCommit::wait`]
-//! resolves once the item is written. Whoever waits and finds nobody writing becomes the writer:
-//! it takes everything queued (its own items and everyone else's), hands it to the [`Sink`] in
-//! one call on its own task, and keeps going while more is queued. Each waiter is woken exactly
-//! once, when the group holding its item is written.
+//! resolves once the item is written. A waiter first lets the other tasks already runnable on its
+//! worker run (so that those heading for a wait queue their items too); then, if it finds nobody
+//! writing, it becomes the writer: it takes everything queued (its own items and everyone
+//! else's), hands it to the [`Sink`] in one call on its own task, and keeps going while more is
+//! queued. Each waiter is woken exactly once, when the group holding its item is written.
 //!
 //! Why not a writer thread: with one, every group costs a wake-up of that thread and a wake-up of
 //! each waiting task from it; at tens of thousands of small appends per second on two cores those
