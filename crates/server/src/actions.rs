@@ -143,21 +143,22 @@ pub struct Ran {
     pub logs: Vec<ActionLog>,
 }
 
-/// Runs every bound action for this exchange. `Ok(None)`: nothing is bound.
+/// Runs `actions` (the bound ones, read once by the caller) for this exchange. `Ok(None)`:
+/// nothing is bound.
 pub async fn run(
     state: &AppState,
+    actions: &[Arc<ActionCode>],
     decision: &Decision,
     request: &TokenRequest,
     grant_type: &str,
     info: &RequestInfo,
     now: UnixTime,
 ) -> Result<Option<Ran>, (TokenError, Vec<ActionLog>)> {
-    let actions = state.bound_actions.load_full();
     if actions.is_empty() {
         return Ok(None);
     }
     let job = Job {
-        actions: actions.as_ref().clone(),
+        actions: actions.to_vec(),
         event: event(state, decision, request, grant_type, info),
         now_millis: now.millis,
     };

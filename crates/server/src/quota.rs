@@ -24,8 +24,9 @@ const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset
 
 pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
-/// Refuses early, without consuming, when an enforced bucket is already full: a runaway client
-/// over its quota then costs a lookup, not a signature. The consume step still decides.
+/// Refuses early, without consuming, when an enforced bucket is already full: run before the bound
+/// Actions, so that a runaway client over its quota does not run them. Without Actions the token
+/// path skips it (consume is the same check). The consume step still decides.
 pub async fn precheck(state: &AppState, plan: &QuotaPlan, now: UnixTime) -> Result<(), OAuthError> {
     if plan.is_empty() {
         return Ok(());

@@ -165,16 +165,18 @@ async fn exchange(
     // Actions run before anything is consumed (a denied exchange consumes nothing), and after a
     // pre-check, so that a client over its quota does not run them. Without Actions the consume
     // step below is the check: a separate look first cost a second Redis round trip per token in
-    // distributed mode (and a second lock here) for nothing.
-    if !state.bound_actions.load().is_empty() {
+    // distributed mode (and a second lock here) for nothing. The bound Actions are read once, so
+    // that the pre-check and the run agree on whether there are any.
+    let actions = state.bound_actions.load_full();
+    if !actions.is_empty() {
         crate::quota::precheck(state, &plan, now).await?;
     }
-    let ran = crate::actions::run(state, &decision, &parsed.request, &parsed.grant_type, info, now).await.map_err(
-        |(error, logs)| {
+    let ran = crate::actions::run(state, &actions, &decision, &parsed.request, &parsed.grant_type, info, now)
+        .await
+        .map_err(|(error, logs)| {
             attempt.action_logs = Some(crate::actions::logs_json(&logs));
             OAuthError::from(error)
-        },
-    )?;
+        })?;
     let no_claims = Map::new();
     let custom = ran.as_ref().map_or(&no_claims, |r| &r.custom_claims);
     // Consume before signing: a client over its quota costs a count, not a signature. Should
