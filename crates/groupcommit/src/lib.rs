@@ -5,7 +5,8 @@
 //! worker run (so that those heading for a wait queue their items too); then, if it finds nobody
 //! writing, it becomes the writer: it takes everything queued (its own items and everyone
 //! else's), hands it to the [`Sink`] in one call on its own task, and keeps going while more is
-//! queued. Each waiter is woken exactly once, when the group holding its item is written.
+//! queued. Apart from its own yield, each waiter is woken exactly once, when the group holding
+//! its item is written.
 //!
 //! Why not a writer thread: with one, every group costs a wake-up of that thread and a wake-up of
 //! each waiting task from it; at tens of thousands of small appends per second on two cores those

@@ -99,8 +99,8 @@ impl SqliteStore {
             .pragma("cache_size", "-16384")
             // Statement journals in memory: a multi-row INSERT into `events` may abort half way
             // (the shard column is an expression), so SQLite keeps the original of every page it
-            // touches until the statement ends, by default in a temporary file: 1.3 `pwrite`s
-            // per indexed event, more system calls than the token path's own
+            // touches until the statement ends, by default in a temporary file: about 1.8
+            // `pwrite`s per indexed event, more system calls than the token path's own
             // (docs/benchmarks.md). The same setting holds sorts that no index serves; every list
             // query is paged, so those stay small.
             .pragma("temp_store", "memory");
