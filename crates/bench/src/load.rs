@@ -1,9 +1,14 @@
 //! The load generator: C keep-alive HTTP/1.1 connections, each one task sending `POST
 //! /oauth/token` back to back for a warm-up and then a measured window.
 //!
-//! Why hyper's connection API and not a pooled client: one connection per task makes the
-//! connection count exact (the issue's "32 connections"), and skipping the pool keeps the load
-//! generator's own CPU cost low, which matters when it shares two cores with the server.
+//! It shares two cores with the server, so every microsecond it spends per request is taken from
+//! the server and shows up as lower tokens/s. It therefore does what `wrk` does and no more: each
+//! connection writes one pre-encoded request (head and body in one buffer, one `write(2)`), reads
+//! until the response head parses (`httparse`, the parser hyper uses) and its `Content-Length`
+//! bytes have arrived, and goes again. The connections run on one single-threaded runtime per load
+//! thread (`threads`, default one), so an answer wakes its connection's task directly, with no
+//! channel between a request handle and a connection driver and no work stealing between threads.
+//! One connection per task makes the connection count exact (the issue's "32 connections").
 //!
 //! Two modes: closed loop (the default: each connection sends its next request as soon as the
 //! previous answer arrives, which finds the maximum throughput) and paced (`rate`: the connections
@@ -16,13 +21,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONTENT_TYPE, HOST};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -33,6 +34,8 @@ pub struct Workload {
     pub addr: SocketAddr,
     pub bodies: Vec<Bytes>,
     pub connections: usize,
+    /// OS threads driving the connections (each a single-threaded runtime).
+    pub threads: usize,
     pub warmup: Duration,
     pub duration: Duration,
     /// Total requests per second over all connections; `None`: as fast as answers come.
@@ -69,6 +72,13 @@ impl Outcome {
             self.first_failure = other.first_failure;
         }
     }
+
+    fn fail(&mut self, what: String) {
+        self.errors += 1;
+        if self.first_failure.is_none() {
+            self.first_failure = Some(what);
+        }
+    }
 }
 
 /// The form body of a client-credentials request.
@@ -84,6 +94,19 @@ pub fn token_form(client_id: &str, client_secret: &str, audience: &str, organiza
     Bytes::from(form.finish())
 }
 
+/// The whole HTTP/1.1 request carrying `body`, encoded once.
+fn token_request(host: &str, body: &[u8]) -> Bytes {
+    let head = format!(
+        "POST /oauth/token HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut request = Vec::with_capacity(head.len() + body.len());
+    request.extend_from_slice(head.as_bytes());
+    request.extend_from_slice(body);
+    Bytes::from(request)
+}
+
 /// Runs the workload. `at_window_start` and `at_window_end` are called (on this task) when the
 /// measured window opens and closes, to sample the server's CPU time.
 pub async fn run(
@@ -93,27 +116,66 @@ pub async fn run(
 ) -> Result<Outcome> {
     let start = Instant::now();
     let window = (start + work.warmup, start + work.warmup + work.duration);
-    let bodies = Arc::new(work.bodies);
-    let mut tasks = tokio::task::JoinSet::new();
-    for task in 0..work.connections {
-        let bodies = bodies.clone();
-        let (addr, step) = (work.addr, work.connections);
-        // Each connection sends every `interval`, the connections staggered evenly within it.
-        let pacing = work.rate.filter(|r| *r > 0.0).map(|rate| {
-            let interval = Duration::from_secs_f64(step as f64 / rate);
-            (start + interval.mul_f64(task as f64 / step as f64), interval)
-        });
-        tasks.spawn(connection_loop(addr, bodies, task, step, window, pacing));
+    let host = work.addr.to_string();
+    let requests: Arc<Vec<Bytes>> = Arc::new(work.bodies.iter().map(|b| token_request(&host, b)).collect());
+    if requests.is_empty() {
+        bail!("no request bodies to send");
+    }
+    let threads = work.threads.clamp(1, work.connections.max(1));
+    let mut results = Vec::with_capacity(threads);
+    for thread in 0..threads {
+        // Connection `c` runs on thread `c % threads`.
+        let mine: Vec<usize> = (thread..work.connections).step_by(threads).collect();
+        let (requests, addr, step, rate) = (requests.clone(), work.addr, work.connections, work.rate);
+        let (done, result) = tokio::sync::oneshot::channel();
+        results.push(result);
+        std::thread::Builder::new()
+            .name(format!("load-{thread}"))
+            .spawn(move || {
+                let outcome = drive(mine, requests, addr, step, start, window, rate);
+                // The receiver is gone only if `run` was dropped; nobody is left to tell.
+                let _ = done.send(outcome);
+            })
+            .context("cannot start a load thread")?;
     }
     tokio::time::sleep_until(window.0).await;
     at_window_start();
     tokio::time::sleep_until(window.1).await;
     at_window_end();
     let mut total = Outcome::default();
-    while let Some(joined) = tasks.join_next().await {
-        total.merge(joined.context("a load task panicked")?);
+    for result in results {
+        total.merge(result.await.map_err(|_| anyhow!("a load thread died"))??);
     }
     Ok(total)
+}
+
+/// One load thread: its connections as tasks of a single-threaded runtime.
+fn drive(
+    connections: Vec<usize>,
+    requests: Arc<Vec<Bytes>>,
+    addr: SocketAddr,
+    step: usize,
+    start: Instant,
+    window: (Instant, Instant),
+    rate: Option<f64>,
+) -> Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for task in connections {
+            // Each connection sends every `interval`, the connections staggered evenly within it.
+            let pacing = rate.filter(|r| *r > 0.0).map(|rate| {
+                let interval = Duration::from_secs_f64(step as f64 / rate);
+                (start + interval.mul_f64(task as f64 / step as f64), interval)
+            });
+            tasks.spawn(connection_loop(addr, requests.clone(), task, step, window, pacing));
+        }
+        let mut total = Outcome::default();
+        while let Some(joined) = tasks.join_next().await {
+            total.merge(joined.context("a load task panicked")?);
+        }
+        Ok(total)
+    })
 }
 
 /// One connection: request, whole response, next request, until the window closes. Task `first`
@@ -121,16 +183,16 @@ pub async fn run(
 /// client.
 async fn connection_loop(
     addr: SocketAddr,
-    bodies: Arc<Vec<Bytes>>,
+    requests: Arc<Vec<Bytes>>,
     first: usize,
     step: usize,
     (from, to): (Instant, Instant),
     mut pacing: Option<(Instant, Duration)>,
 ) -> Outcome {
     let mut out = Outcome::default();
-    let host = addr.to_string();
-    let mut next = first % bodies.len();
-    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    let mut next = first % requests.len();
+    let mut stream: Option<TcpStream> = None;
+    let mut buf = Vec::with_capacity(8192);
     loop {
         let begun = match &mut pacing {
             None => Instant::now(),
@@ -151,10 +213,10 @@ async fn connection_loop(
         if begun >= to {
             break;
         }
-        let conn = match sender.as_mut() {
+        let conn = match stream.as_mut() {
             Some(s) => s,
             None => match connect(addr).await {
-                Ok(s) => sender.insert(s),
+                Ok(s) => stream.insert(s),
                 Err(e) => {
                     out.fail(format!("connect: {e:#}"));
                     // Do not spin when the server is gone.
@@ -163,68 +225,110 @@ async fn connection_loop(
                 }
             },
         };
-        let body = bodies[next].clone();
-        next = (next + step) % bodies.len();
-        match exchange(conn, &host, body).await {
-            Ok((200, _)) => {
-                let done = Instant::now();
-                if done >= from && done <= to {
-                    out.ok += 1;
-                    out.latency.record(u64::try_from((done - begun).as_nanos()).unwrap_or(u64::MAX));
+        let request = &requests[next];
+        next = (next + step) % requests.len();
+        match exchange(conn, request, &mut buf).await {
+            Ok(answer) => {
+                if answer.close {
+                    stream = None;
                 }
-            }
-            Ok((status, text)) => {
-                *out.non_200.entry(status).or_default() += 1;
-                if out.first_failure.is_none() {
-                    out.first_failure = Some(format!("HTTP {status}: {}", String::from_utf8_lossy(&text)));
+                let body = &buf[answer.body..];
+                if answer.status == 200 && is_token(body) {
+                    let done = Instant::now();
+                    if done >= from && done <= to {
+                        out.ok += 1;
+                        out.latency.record(u64::try_from((done - begun).as_nanos()).unwrap_or(u64::MAX));
+                    }
+                } else {
+                    *out.non_200.entry(answer.status).or_default() += 1;
+                    if out.first_failure.is_none() {
+                        let text = String::from_utf8_lossy(body);
+                        out.first_failure = Some(format!("HTTP {}: {text}", answer.status));
+                    }
                 }
             }
             Err(e) => {
                 out.fail(format!("request: {e:#}"));
-                sender = None;
+                stream = None;
             }
         }
     }
     out
 }
 
-impl Outcome {
-    fn fail(&mut self, what: String) {
-        self.errors += 1;
-        if self.first_failure.is_none() {
-            self.first_failure = Some(what);
+/// A 200 that does not carry a token is a failure, not a fast answer.
+fn is_token(body: &[u8]) -> bool {
+    body.starts_with(b"{") && body.windows(15).any(|w| w == b"\"access_token\":")
+}
+
+async fn connect(addr: SocketAddr) -> Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    // Requests are single small writes; Nagle would only add delay.
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// A response read whole into the buffer: its status, where its body starts, and whether the
+/// server closes the connection after it.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    status: u16,
+    body: usize,
+    close: bool,
+}
+
+/// Sends `request` and reads its whole response into `buf` (cleared first).
+async fn exchange(stream: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<Answer> {
+    stream.write_all(request).await?;
+    buf.clear();
+    loop {
+        if stream.read_buf(buf).await? == 0 {
+            bail!("the server closed the connection mid-response");
+        }
+        if let Some((answer, length)) = parse_head(buf)? {
+            let end = answer.body + length;
+            while buf.len() < end {
+                if stream.read_buf(buf).await? == 0 {
+                    bail!("the server closed the connection mid-body");
+                }
+            }
+            if buf.len() > end {
+                // Nothing was pipelined, so nothing may follow the response.
+                bail!("{} unexpected bytes after a response", buf.len() - end);
+            }
+            return Ok(answer);
         }
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(addr).await?;
-    // Requests are single small writes; Nagle would only add delay.
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        // Ends when the sender is dropped or the server closes; errors surface on the sender.
-        let _ = connection.await;
-    });
-    Ok(sender)
-}
-
-async fn exchange(sender: &mut SendRequest<Full<Bytes>>, host: &str, body: Bytes) -> Result<(u16, Bytes)> {
-    sender.ready().await?;
-    let request = Request::post("/oauth/token")
-        .header(HOST, host)
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Full::new(body))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    // Read the whole body: the connection is reusable only after it, and a token is what we
-    // measure.
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body))
+/// The response head in `buf`, once it is complete, with the body's length. Only
+/// `Content-Length` bodies: the server sends nothing else to these requests.
+fn parse_head(buf: &[u8]) -> Result<Option<(Answer, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head) = response.parse(buf)? else {
+        return Ok(None);
+    };
+    let status = response.code.ok_or_else(|| anyhow!("a response without a status"))?;
+    let (mut length, mut close) = (None, response.version == Some(0));
+    for header in response.headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let text = std::str::from_utf8(header.value).context("content-length")?;
+            length = Some(text.trim().parse::<usize>().context("content-length")?);
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            close = header.value.eq_ignore_ascii_case(b"close");
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            bail!("a response with transfer-encoding, which the load generator does not read");
+        }
+    }
+    let length = length.ok_or_else(|| anyhow!("a response without content-length"))?;
+    Ok(Some((Answer { status, body: head, close }, length)))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{Answer, parse_head, token_request};
+
     #[test]
     fn form_bodies_are_encoded() {
         let body = super::token_form("abc", "s+/=", "https://a.example/", Some("bench-org"));
@@ -233,5 +337,35 @@ mod tests {
             b"grant_type=client_credentials&client_id=abc&client_secret=s%2B%2F%3D\
               &audience=https%3A%2F%2Fa.example%2F&organization=bench-org"
         );
+    }
+
+    #[test]
+    fn requests_carry_their_body_length() {
+        let request = token_request("127.0.0.1:9", b"a=1");
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut parsed = httparse::Request::new(&mut headers);
+        let head = match parsed.parse(&request) {
+            Ok(httparse::Status::Complete(head)) => head,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(parsed.method, Some("POST"));
+        assert_eq!(parsed.path, Some("/oauth/token"));
+        let length = parsed.headers.iter().find(|h| h.name == "content-length").map(|h| h.value);
+        assert_eq!(length, Some(&b"3"[..]));
+        assert_eq!(&request[head..], b"a=1");
+    }
+
+    #[test]
+    fn response_heads_parse_only_when_complete() {
+        let whole = b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 2\r\nretry-after: 4\r\n\r\n{}";
+        assert_eq!(parse_head(&whole[..20]).unwrap(), None);
+        let (answer, length) = parse_head(whole).unwrap().unwrap();
+        assert_eq!(answer, Answer { status: 429, body: whole.len() - 2, close: false });
+        assert_eq!(length, 2);
+        let closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n";
+        assert!(parse_head(closing).unwrap().unwrap().0.close);
+        let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+        assert!(parse_head(chunked).is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
     }
 }
