@@ -57,6 +57,11 @@ struct Args {
     /// Keep-alive connections, one load task each.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Threads of the load generator (each drives its share of the connections on a
+    /// single-threaded runtime). One is enough for the default load and leaves the most CPU to the
+    /// server it shares the machine with.
+    #[arg(long, default_value_t = 1)]
+    load_threads: usize,
     /// Measured seconds per scenario.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -135,6 +140,10 @@ struct Row {
     bench_cpu: Duration,
     other_cpu: Duration,
     rss: u64,
+    /// One core's raw signing rate for the row's algorithm, measured right before and right after
+    /// its load (the mean): the VMs this runs on drift by several percent within minutes, and a
+    /// divisor taken at the start of a long run would carry that drift into the ratio.
+    raw: f64,
 }
 
 impl Row {
@@ -206,8 +215,7 @@ async fn run(mut args: Args) -> Result<u64> {
     algs.dedup();
     let mut raw = BTreeMap::new();
     for &alg in &algs {
-        let budget = Duration::from_secs_f64(args.sign_secs);
-        let rate = tokio::task::spawn_blocking(move || sign::rate(alg, budget)).await??;
+        let rate = raw_rate(alg, args.sign_secs).await?;
         println!("raw {:<5} signs/s (one core, aws-lc-rs): {:.0}", alg.jose(), rate);
         raw.insert(alg, rate);
     }
@@ -226,7 +234,7 @@ async fn run(mut args: Args) -> Result<u64> {
         }
     }
 
-    let results = results_table(&rows, store, args.concurrency, &raw);
+    let results = results_table(&rows, store, args.concurrency);
     let lifecycle = servers_table(&servers);
     if !results.rows.is_empty() {
         println!("\n{}", results.text());
@@ -362,6 +370,7 @@ async fn measure(
         addr,
         bodies,
         connections: args.concurrency,
+        threads: args.load_threads,
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
         rate: paced,
@@ -371,8 +380,10 @@ async fn measure(
     let sample = || -> Sample {
         (srv.cpu().ok(), server::cpu_of("/proc/self/stat").ok(), server::machine_busy().ok(), std::time::Instant::now())
     };
+    let raw_before = raw_rate(scenario.alg, args.sign_secs / 2.0).await?;
     let (mut first, mut last) = (None, None);
     let outcome = load::run(work, || first = Some(sample()), || last = Some(sample())).await?;
+    let raw_after = raw_rate(scenario.alg, args.sign_secs / 2.0).await?;
     let ((s0, b0, m0, t0), (s1, b1, m1, t1)) =
         first.zip(last).ok_or_else(|| anyhow!("the measured window never ran"))?;
     let window = Duration::from_secs_f64(args.duration);
@@ -388,19 +399,27 @@ async fn measure(
         // Everything else the machine did meanwhile (other builds, daemons): the noise indicator.
         other_cpu: delta(m0, m1).saturating_sub(delta(s0, s1) + delta(b0, b1)),
         rss: srv.rss()?,
+        raw: (raw_before + raw_after) / 2.0,
         window,
         cpu_window: t1 - t0,
         outcome,
     };
     println!(
-        "{:<24} {:>9.0} tokens/s  p99 {:>6.2} ms  server CPU {:>4.0}%  failures {}",
+        "{:<24} {:>9.0} tokens/s  p99 {:>6.2} ms  server CPU {:>4.0}%  raw {:>8.0}/s  failures {}",
         row.label(),
         row.outcome.ok as f64 / window.as_secs_f64(),
         ms(row.outcome.latency.quantile(0.99)),
         pct(row.server_cpu, row.cpu_window),
+        row.raw,
         row.outcome.failures()
     );
     Ok(row)
+}
+
+/// One core's signing rate for `alg` over about `secs` (on a blocking thread: it spins).
+async fn raw_rate(alg: Alg, secs: f64) -> Result<f64> {
+    let budget = Duration::from_secs_f64(secs);
+    tokio::task::spawn_blocking(move || sign::rate(alg, budget)).await?
 }
 
 /// One token before the load: the setup really gives the scenario what it claims (the right
@@ -453,7 +472,7 @@ fn mib(bytes: u64) -> String {
     num(bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn results_table(rows: &[Row], store: &str, concurrency: usize, raw: &BTreeMap<Alg, f64>) -> Table {
+fn results_table(rows: &[Row], store: &str, concurrency: usize) -> Table {
     let header = vec![
         "scenario",
         "alg",
@@ -469,7 +488,7 @@ fn results_table(rows: &[Row], store: &str, concurrency: usize, raw: &BTreeMap<A
         "server RSS MiB",
         "bench CPU %",
         "other CPU %",
-        "raw signs/s (1 core)",
+        "raw signs/s (1 core, beside the row)",
         "tokens/s ÷ raw",
         "failed",
     ];
@@ -477,7 +496,7 @@ fn results_table(rows: &[Row], store: &str, concurrency: usize, raw: &BTreeMap<A
         .iter()
         .map(|r| {
             let rate = r.outcome.ok as f64 / r.window.as_secs_f64();
-            let raw = raw.get(&r.scenario.alg).copied().unwrap_or(f64::NAN);
+            let raw = r.raw;
             let q = |q| num(ms(r.outcome.latency.quantile(q)));
             let (quotas, store) = match r.floor {
                 true => ("- (bare handler)", "-"),
@@ -552,7 +571,10 @@ fn markdown(args: &Args, raw: &BTreeMap<Alg, f64>, results: &Table, lifecycle: &
     if !lifecycle.rows.is_empty() {
         out.push_str(&lifecycle.markdown());
     }
-    out.push_str("\nRaw single-core signing rate (aws-lc-rs, in-process):");
+    out.push_str(
+        "\nEach row's raw rate is one core's, measured for half of `--sign-secs` right before and right \
+         after that row's load; at the start of the run (aws-lc-rs, in-process):",
+    );
     for (alg, rate) in raw {
         out.push_str(&format!(" {} {rate:.0}/s;", alg.jose()));
     }
