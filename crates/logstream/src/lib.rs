@@ -230,6 +230,7 @@ async fn run(inner: Arc<Inner>, mut stream: LogStream, mut cursor: String) {
             date_to: settle_before,
             after_log_id: Some(cursor.clone()),
             newest_first: false,
+            with_total: false,
             page: Page { page: 0, per_page: inner.settings.batch_size },
         };
         let batch = match inner.store.list_events(&query).await {

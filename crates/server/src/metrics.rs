@@ -490,6 +490,7 @@ async fn log_streams(
             date_to: None,
             after_log_id: Some(position.cursor.clone()),
             newest_first: false,
+            with_total: true,
             page: Page { page: 0, per_page: 0 },
         };
         match state.store.list_events(&query).await {

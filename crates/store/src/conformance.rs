@@ -255,6 +255,7 @@ fn event_query() -> EventQuery {
         date_to: None,
         after_log_id: None,
         newest_first: false,
+        with_total: true,
         page: Page { page: 0, per_page: 100 },
     }
 }
@@ -686,6 +687,11 @@ pub(crate) async fn events_append_idempotently_filter_page_and_prune(h: &impl Ha
     let l = store.list_events(&q).await.expect("list");
     assert_eq!(event_ids(&l), vec![format!("{:020}", 3), format!("{:020}", 4)], "checkpoint ignores the page");
     assert_eq!(l.total, 8);
+    // Without the total: the same page, nothing counted.
+    let q = EventQuery { with_total: false, ..q };
+    let l = store.list_events(&q).await.expect("list");
+    assert_eq!(event_ids(&l), vec![format!("{:020}", 3), format!("{:020}", 4)], "a page without its total");
+    assert_eq!(l.total, 0);
     let q =
         EventQuery { date_from: Some(UnixTime::from_secs(3)), date_to: Some(UnixTime::from_secs(5)), ..base.clone() };
     assert_eq!(store.list_events(&q).await.expect("list").total, 2, "from inclusive, to exclusive");

@@ -89,6 +89,10 @@ pub struct EventQuery {
     pub after_log_id: Option<String>,
     /// Without a checkpoint: newest first when true.
     pub newest_first: bool,
+    /// Whether to count every match for [`Listing::total`] (otherwise it is 0). Counting walks all
+    /// the matches, not one page: a log-stream delivery or a checkpoint page that does not show
+    /// the total must not pay for it on every batch.
+    pub with_total: bool,
     pub page: Page,
 }
 

@@ -911,8 +911,11 @@ impl ConfigStore for PgStore {
         );
         let mut tx = self.read_tx().await?;
         // Only constant fragments and placeholders are interpolated; every value is bound.
-        let count: i64 =
-            bind_filters!(sqlx::query_scalar(AssertSqlSafe(count_sql))).fetch_one(&mut *tx).await.map_err(backend)?;
+        let count: i64 = if query.with_total {
+            bind_filters!(sqlx::query_scalar(AssertSqlSafe(count_sql))).fetch_one(&mut *tx).await.map_err(backend)?
+        } else {
+            0
+        };
         let rows: Vec<EventRow> = bind_filters!(sqlx::query_as(AssertSqlSafe(list_sql)))
             .bind(i64::from(query.page.per_page))
             .bind(offset_value)

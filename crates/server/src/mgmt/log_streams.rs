@@ -33,6 +33,7 @@ async fn delivery(state: &AppState, stream: &LogStream, position: &StreamPositio
             date_to: None,
             after_log_id: Some(position.cursor.clone()),
             newest_first: false,
+            with_total: true,
             page: Page { page: 0, per_page: 0 },
         })
         .await?

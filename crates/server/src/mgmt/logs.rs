@@ -52,6 +52,7 @@ pub async fn list(
             date_to: None,
             after_log_id: Some(from.to_owned()),
             newest_first: false,
+            with_total: false,
             page: Page { page: 0, per_page: take },
         };
         state.events.flushed().await;
@@ -76,6 +77,7 @@ pub async fn list(
         date_to: None,
         after_log_id: None,
         newest_first: !matches!(get("sort"), Some("date:1")),
+        with_total: get("include_totals") == Some("true"),
         page: Page { page, per_page },
     };
     if let Some(text) = get("q").or_else(|| get("search")) {

@@ -227,6 +227,7 @@ fn by_client(client_id: &str) -> EventQuery {
         date_to: None,
         after_log_id: None,
         newest_first: true,
+        with_total: true,
         page: Page { page: 0, per_page: 100 },
     }
 }
@@ -336,4 +337,152 @@ async fn event_batches_of_any_length_are_stored_whole_and_in_order() {
     assert_eq!(listing.total, 259);
     let ids: Vec<String> = listing.items.iter().map(|e| e.log_id.clone()).collect();
     assert_eq!(ids, (1..=259).map(|n| format!("{n:020}")).collect::<Vec<_>>());
+}
+
+fn typed_event(n: i64, event_type: &str) -> StoredEvent {
+    StoredEvent { event_type: event_type.into(), ..event(n, Some("c")) }
+}
+
+fn by_types(types: &[&str], categories: &[&str]) -> EventQuery {
+    EventQuery {
+        types: types.iter().map(|t| t.to_string()).collect(),
+        categories: categories.iter().map(|c| c.to_string()).collect(),
+        client_id: None,
+        ..by_client("")
+    }
+}
+
+/// Events 1..=40 with a type each: mostly `seccft`, some of three others.
+async fn mixed_events(store: &SqliteStore) -> Vec<StoredEvent> {
+    let events: Vec<StoredEvent> = (1..=40)
+        .map(|n| {
+            let event_type = match n % 10 {
+                3 => "feccft",
+                6 => "sapi",
+                9 => "token_quota_consumption_warning",
+                _ => "seccft",
+            };
+            typed_event(n, event_type)
+        })
+        .collect();
+    store.append_events(&events).await.expect("append");
+    events
+}
+
+/// The log ids of `events` that a filter on these types and categories must return, newest first.
+fn expected(events: &[StoredEvent], types: &[&str], categories: &[&str]) -> Vec<String> {
+    let mut ids: Vec<String> = events
+        .iter()
+        .filter(|e| types.is_empty() || types.contains(&e.event_type.as_str()))
+        .filter(|e| categories.is_empty() || categories.contains(&ration_domain::logstream::category_of(&e.event_type)))
+        .map(|e| e.log_id.clone())
+        .collect();
+    ids.reverse();
+    ids
+}
+
+const FILTERS: &[(&[&str], &[&str])] = &[
+    (&["seccft"], &[]),
+    (&["feccft"], &[]),
+    (&["seccft", "feccft"], &[]),
+    (&["sapi", "token_quota_consumption_warning"], &[]),
+    (&[], &["auth.token_exchange.success"]),
+    (&[], &["management.success"]),
+    (&[], &["auth.token_exchange.success", "system.notification"]),
+    (&["seccft"], &["management.success"]),
+    (&["feccft"], &["auth.token_exchange.fail"]),
+];
+
+#[tokio::test]
+async fn type_and_category_filters_find_exactly_their_events() {
+    let store = SqliteStore::open_in_memory().await.expect("store");
+    let events = mixed_events(&store).await;
+    for &(types, categories) in FILTERS {
+        let want = expected(&events, types, categories);
+        let listing = store.list_events(&by_types(types, categories)).await.expect("list");
+        let got: Vec<String> = listing.items.iter().map(|e| e.log_id.clone()).collect();
+        assert_eq!(got, want, "{types:?} {categories:?}");
+        assert_eq!(listing.total, want.len() as u64, "{types:?} {categories:?}");
+    }
+}
+
+#[tokio::test]
+async fn events_indexed_before_the_partial_indexes_are_found_by_type() {
+    let db = TempDb::new();
+    let events: Vec<StoredEvent> = {
+        let options = SqliteConnectOptions::new().filename(&db.path).create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.expect("connect");
+        let before = Migrator::with_migrations(
+            MIGRATIONS[..2]
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
+                })
+                .collect(),
+        );
+        before.run(&pool).await.expect("migrations 1 and 2");
+        let events: Vec<StoredEvent> =
+            (1..=20).map(|n| typed_event(n, if n % 4 == 0 { "feccft" } else { "seccft" })).collect();
+        for e in &events {
+            sqlx::query("INSERT INTO events (log_id, date, type, category, client_id, doc) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(&e.log_id)
+                .bind(e.date.millis)
+                .bind(&e.event_type)
+                .bind(ration_domain::logstream::category_of(&e.event_type))
+                .bind(&e.client_id)
+                .bind(&e.json)
+                .execute(&pool)
+                .await
+                .expect("old event");
+        }
+        pool.close().await;
+        events
+    };
+    let store = db.open().await;
+    for &(types, categories) in FILTERS {
+        let listing = store.list_events(&by_types(types, categories)).await.expect("list");
+        let got: Vec<String> = listing.items.iter().map(|e| e.log_id.clone()).collect();
+        assert_eq!(got, expected(&events, types, categories), "{types:?} {categories:?}");
+    }
+}
+
+/// What SQLite plans for the listing (`count`: its total) that `list_events` runs for `query`.
+async fn listing_plan(store: &SqliteStore, query: &EventQuery, count: bool) -> Vec<String> {
+    let filter = event_filter(query);
+    let sql = if count {
+        format!("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM events{filter}")
+    } else {
+        format!("EXPLAIN QUERY PLAN SELECT log_id, doc FROM events{filter} ORDER BY log_id DESC LIMIT 50")
+    };
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&store.pool).await.expect("plan");
+    plan.into_iter().map(|row| row.3).collect()
+}
+
+#[tokio::test]
+async fn filters_on_other_types_use_the_partial_indexes_and_seccft_walks_the_log_order() {
+    let store = SqliteStore::open_in_memory().await.expect("store");
+    mixed_events(&store).await;
+    for (query, index) in
+        [(by_types(&["feccft"], &[]), "events_type"), (by_types(&[], &["management.success"]), "events_category")]
+    {
+        for count in [false, true] {
+            let plan = listing_plan(&store, &query, count).await;
+            assert!(plan.iter().any(|step| step.contains(&format!("INDEX {index} "))), "{count}: {plan:?}");
+            assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{count}: {plan:?}");
+        }
+    }
+    for query in [by_types(&["seccft"], &[]), by_types(&[], &["auth.token_exchange.success"])] {
+        let plan = listing_plan(&store, &query, false).await;
+        assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{plan:?}");
+        assert!(!plan.iter().any(|step| step.contains("events_type") || step.contains("events_category")), "{plan:?}");
+    }
+}
+
+#[test]
+fn the_partial_indexes_leave_out_what_the_queries_say() {
+    let sql = include_str!("../../migrations/sqlite/0003_partial_type_indexes.sql");
+    assert!(sql.contains(&format!("WHERE type <> '{UNINDEXED_TYPE}';")), "{sql}");
+    assert!(sql.contains(&format!("WHERE category <> '{UNINDEXED_CATEGORY}';")), "{sql}");
+    assert_eq!(ration_domain::logstream::category_of(UNINDEXED_TYPE), UNINDEXED_CATEGORY);
 }
