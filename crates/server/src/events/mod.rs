@@ -99,7 +99,13 @@ impl EventLog {
             None => None,
         };
         let last_log_id = store.last_log_id().await?;
-        let last_millis = last_log_id.as_deref().and_then(|id| id.get(3..19)).and_then(|m| m.parse().ok()).unwrap_or(0);
+        // One past the stored newest id's millisecond: ids made in that same millisecond by this
+        // process would compare by its random tag, which may be smaller than the last process's.
+        let last_millis = last_log_id
+            .as_deref()
+            .and_then(|id| id.get(3..19))
+            .and_then(|m| m.parse::<i64>().ok())
+            .map_or(0, |m| m.saturating_add(1));
         // Random per process: instances sharing a store never make the same id in the same
         // millisecond (a duplicate would be dropped as a replay).
         let instance_tag =
@@ -484,6 +490,45 @@ mod tests {
             fields["details"]["actions"] = json!({"logs": logs});
         }
         prepare(now, info, fields).body
+    }
+
+    #[tokio::test]
+    async fn ids_keep_increasing_after_a_restart_with_a_clock_that_stepped_back() {
+        let store: Arc<dyn ConfigStore> = Arc::new(ration_store::SqliteStore::open_in_memory().await.expect("store"));
+        let stored_millis = 1_796_404_777_123;
+        // The newest stored id has the largest possible tag: a new process's random tag is smaller.
+        let last = log_id(stored_millis, 99_999_999, 7);
+        let event = StoredEvent {
+            log_id: last.clone(),
+            date: UnixTime::from_millis(stored_millis),
+            event_type: "sapi".into(),
+            client_id: None,
+            json: "{}".into(),
+        };
+        store.append_events(&[event]).await.expect("append");
+        let events = EventLog::open(store.clone(), None).await.expect("open");
+        let info = RequestInfo::default();
+        for back in [3_600_000, 0] {
+            assert!(
+                events.emit_durable(UnixTime::from_millis(stored_millis - back), &info, json!({"type": "sapi"})).await
+            );
+        }
+        let newest = store.last_log_id().await.expect("last").expect("some");
+        let all = store
+            .list_events(&ration_store::EventQuery {
+                types: Vec::new(),
+                categories: Vec::new(),
+                client_id: None,
+                date_from: None,
+                date_to: None,
+                after_log_id: Some(last.clone()),
+                newest_first: false,
+                with_total: true,
+                page: ration_store::Page { page: 0, per_page: 10 },
+            })
+            .await
+            .expect("list");
+        assert_eq!(all.total, 2, "both new events sort after the stored one ({newest} vs {last})");
     }
 
     #[test]
