@@ -44,10 +44,11 @@ struct Args {
     /// `cargo run --release`).
     #[arg(long)]
     ration_bin: Option<PathBuf>,
-    /// Comma-separated scenarios: `<alg>[-org|-quota][-10k]` (alg: es256, eddsa, rs256, hs256;
-    /// `-org`: with the organization, no quotas; `-quota`: with it, client and organization
-    /// quotas), `startup-10k`, and `floor` (a bare ES256 handler, not Ration: what any token
-    /// endpoint costs here).
+    /// Comma-separated scenarios: `<alg>[-org|-quota][-action][-10k]` (alg: es256, eddsa, rs256,
+    /// hs256; `-org`: with the organization, no quotas; `-quota`: with it, client and organization
+    /// quotas; `-action`: with one trivial credentials-exchange Action bound, run after the
+    /// population's other scenarios), `startup-10k`, and `floor` (a bare ES256 handler, not
+    /// Ration: what any token endpoint costs here).
     #[arg(long, default_value = scenario::DEFAULT)]
     scenarios: String,
     /// A few seconds in total: 1 s per scenario, es256 and es256-quota unless --scenarios is
@@ -306,7 +307,15 @@ async fn run_population(
 
     let half_load = if args.half_load.trim().is_empty() { Plan::default() } else { scenario::parse(&args.half_load)? };
     let mut rows = Vec::new();
-    for &scenario in plan.load.iter().filter(|s| s.population == population) {
+    // An Action binding applies to every client, so the scenarios with it run last.
+    let (plain, with_action): (Vec<LoadScenario>, Vec<LoadScenario>) =
+        plan.load.iter().filter(|s| s.population == population).partition(|s| !s.action);
+    for (i, &scenario) in plain.iter().chain(&with_action).enumerate() {
+        if i == plain.len() {
+            setup::bind_trivial_action(&mgmt)
+                .await
+                .with_context(|| format!("binding the Action; server log:\n{}", srv.log_tail()))?;
+        }
         let clients = setup.set(scenario.limits);
         let context = || format!("scenario {}; server log:\n{}", scenario.name(), srv.log_tail());
         let max = run_scenario(args, &srv, scenario, clients, None).await.with_context(context)?;
@@ -349,7 +358,7 @@ async fn run_scenario(
 async fn run_floor(args: &Args, temp: &Path) -> Result<Row> {
     let srv = Server::start_floor(&temp.join("floor.log")).await?;
     let body = load::token_form(floor::CLIENT_ID, floor::CLIENT_SECRET, floor::AUDIENCE, None);
-    let scenario = LoadScenario { alg: Alg::ES256, limits: Limits::Off, population: Population::Small };
+    let scenario = LoadScenario { alg: Alg::ES256, limits: Limits::Off, population: Population::Small, action: false };
     let row = measure(args, &srv, scenario, vec![body], None, true).await;
     srv.stop().await?;
     row
@@ -423,7 +432,8 @@ async fn raw_rate(alg: Alg, secs: f64) -> Result<f64> {
 }
 
 /// One token before the load: the setup really gives the scenario what it claims (the right
-/// algorithm, quota headers exactly when quotas are on), so a mistake cannot pass as a fast run.
+/// algorithm, quota headers exactly when quotas are on, the Action's claim exactly when it is
+/// bound), so a mistake cannot pass as a fast run.
 async fn preflight(srv: &Server, scenario: LoadScenario, client: &BenchClient, org: Option<&str>) -> Result<()> {
     let body = load::token_form(&client.client_id, &client.client_secret, &scenario.alg.audience(), org);
     let response = reqwest::Client::new()
@@ -455,6 +465,10 @@ async fn preflight(srv: &Server, scenario: LoadScenario, client: &BenchClient, o
     let claims: serde_json::Value = serde_json::from_slice(&claims).context("preflight: unreadable claims")?;
     if claims.get("org_id").is_some() != (scenario.limits != Limits::Off) {
         bail!("preflight: org_id claim present = {}, for scenario {}", claims.get("org_id").is_some(), scenario.name());
+    }
+    let ran = claims.get(setup::ACTION_CLAIM) == Some(&serde_json::json!(setup::ACTION_CLAIM_VALUE));
+    if ran != scenario.action {
+        bail!("preflight: the Action's claim present = {ran}, for scenario {}", scenario.name());
     }
     Ok(())
 }

@@ -60,6 +60,8 @@ pub struct LoadScenario {
     pub alg: Alg,
     pub limits: Limits,
     pub population: Population,
+    /// With one trivial credentials-exchange Action bound (`-action`).
+    pub action: bool,
 }
 
 /// What a scenario's requests carry.
@@ -97,9 +99,10 @@ impl Limits {
 impl LoadScenario {
     pub fn name(&self) -> String {
         format!(
-            "{}{}{}",
+            "{}{}{}{}",
             self.alg.slug(),
             self.limits.suffix(),
+            if self.action { "-action" } else { "" },
             if self.population == Population::Large { "-10k" } else { "" }
         )
     }
@@ -145,8 +148,8 @@ impl Plan {
 }
 
 pub const DEFAULT: &str = "floor,es256,es256-org,es256-quota,eddsa,eddsa-quota,rs256,rs256-quota,hs256,hs256-quota,\
-                           es256-quota-10k,startup-10k";
-pub const SMOKE: &str = "floor,es256,es256-quota";
+                           es256-action,es256-quota-action,es256-quota-10k,startup-10k";
+pub const SMOKE: &str = "floor,es256,es256-quota,es256-quota-action";
 
 pub fn parse(list: &str) -> Result<Plan> {
     let mut plan = Plan::default();
@@ -164,6 +167,10 @@ pub fn parse(list: &str) -> Result<Plan> {
             Some(rest) => (rest, Population::Large),
             None => (name.as_str(), Population::Small),
         };
+        let (rest, action) = match rest.strip_suffix("-action") {
+            Some(rest) => (rest, true),
+            None => (rest, false),
+        };
         let (rest, limits) = match (rest.strip_suffix("-quota"), rest.strip_suffix("-org")) {
             (Some(rest), _) => (rest, Limits::Quota),
             (None, Some(rest)) => (rest, Limits::Org),
@@ -171,11 +178,11 @@ pub fn parse(list: &str) -> Result<Plan> {
         };
         let Some(alg) = Alg::ALL.into_iter().find(|a| a.slug() == rest) else {
             bail!(
-                "unknown scenario {raw:?}: expected <alg>[-org|-quota][-10k] with alg one of es256, eddsa, rs256, \
+                "unknown scenario {raw:?}: expected <alg>[-org|-quota][-action][-10k] with alg one of es256, eddsa, rs256, \
                  hs256, or startup-10k, or floor"
             );
         };
-        let scenario = LoadScenario { alg, limits, population };
+        let scenario = LoadScenario { alg, limits, population, action };
         if !plan.load.contains(&scenario) {
             plan.load.push(scenario);
         }
@@ -193,7 +200,7 @@ mod tests {
     #[test]
     fn default_set_parses_and_round_trips() {
         let plan = parse(DEFAULT).unwrap();
-        assert_eq!(plan.load.len(), 10);
+        assert_eq!(plan.load.len(), 12);
         assert!(plan.startup_large && plan.floor);
         let names: Vec<String> = plan.load.iter().map(LoadScenario::name).collect();
         let middle = DEFAULT.split_once(',').unwrap().1.rsplit_once(',').unwrap().0;
@@ -216,8 +223,15 @@ mod tests {
         assert!(parse(" , ").is_err());
         assert_eq!(
             parse("HS256-quota").unwrap().load[0],
-            LoadScenario { alg: Alg::HS256, limits: Limits::Quota, population: Population::Small }
+            LoadScenario { alg: Alg::HS256, limits: Limits::Quota, population: Population::Small, action: false }
         );
         assert_eq!(parse("eddsa-org-10k").unwrap().load[0].limits, Limits::Org);
+        assert!(parse("es256-action-quota").is_err(), "the Action comes after the limits");
+        let with_action = parse("es256-quota-action-10k").unwrap().load[0];
+        assert_eq!(
+            with_action,
+            LoadScenario { alg: Alg::ES256, limits: Limits::Quota, population: Population::Large, action: true }
+        );
+        assert_eq!(with_action.name(), "es256-quota-action-10k");
     }
 }

@@ -104,6 +104,39 @@ async fn check(response: reqwest::Response, what: &str) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{what}: the body is not JSON: {text}"))
 }
 
+/// The claim the bench's Action adds to every token, and its value: the preflight checks it.
+pub const ACTION_CLAIM: &str = "https://bench.example/action";
+pub const ACTION_CLAIM_VALUE: &str = "ran";
+
+/// Creates, deploys and binds one trivial credentials-exchange Action (it sets one custom claim),
+/// as Auth0's Management API does it. The binding applies to every later token request.
+pub async fn bind_trivial_action(mgmt: &Mgmt) -> Result<()> {
+    let code = format!(
+        "exports.onExecuteCredentialsExchange = async (event, api) => {{\n  \
+         api.accessToken.setCustomClaim({ACTION_CLAIM:?}, {ACTION_CLAIM_VALUE:?});\n}};\n"
+    );
+    let action = mgmt
+        .call(
+            Method::POST,
+            "/actions/actions",
+            json!({
+                "name": "bench-trivial",
+                "supported_triggers": [{"id": "credentials-exchange", "version": "v2"}],
+                "code": code,
+                "deploy": true,
+            }),
+        )
+        .await?;
+    let id = action["id"].as_str().ok_or_else(|| anyhow!("no id in the created action: {action}"))?;
+    mgmt.call(
+        Method::PATCH,
+        "/actions/triggers/credentials-exchange/bindings",
+        json!({"bindings": [{"ref": {"type": "action_id", "value": id}, "display_name": "bench-trivial"}]}),
+    )
+    .await?;
+    Ok(())
+}
+
 fn quota_body() -> Value {
     json!({"client_credentials": {"per_hour": QUOTA, "per_day": QUOTA}})
 }
