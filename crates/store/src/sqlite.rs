@@ -65,28 +65,20 @@ const UNINDEXED_CATEGORY: &str = "auth.token_exchange.success";
 /// order (types, categories, client id three times, dates, log id).
 fn event_filter(query: &EventQuery) -> String {
     let mut filter = String::from(" WHERE 1 = 1");
-    if !query.types.is_empty() {
-        filter.push_str(" AND type IN (");
-        filter.push_str(&vec!["?"; query.types.len()].join(", "));
-        filter.push(')');
-        if !query.types.iter().any(|t| t == UNINDEXED_TYPE) {
-            // Implied by the IN list, but SQLite uses a partial index only when the query
-            // states its condition.
-            filter.push_str(" AND type <> '");
-            filter.push_str(UNINDEXED_TYPE);
-            filter.push('\'');
+    // `column IN (values)`, and for values without the one the partial index leaves out, also
+    // `column <> 'left out'`: implied by the IN list, but SQLite uses a partial index only when
+    // the query states its condition.
+    let mut one_of = |column: &str, values: &[String], unindexed: &str| {
+        if values.is_empty() {
+            return;
         }
-    }
-    if !query.categories.is_empty() {
-        filter.push_str(" AND category IN (");
-        filter.push_str(&vec!["?"; query.categories.len()].join(", "));
-        filter.push(')');
-        if !query.categories.iter().any(|c| c == UNINDEXED_CATEGORY) {
-            filter.push_str(" AND category <> '");
-            filter.push_str(UNINDEXED_CATEGORY);
-            filter.push('\'');
+        filter.push_str(&format!(" AND {column} IN ({})", vec!["?"; values.len()].join(", ")));
+        if !values.iter().any(|v| v == unindexed) {
+            filter.push_str(&format!(" AND {column} <> '{unindexed}'"));
         }
-    }
+    };
+    one_of("type", &query.types, UNINDEXED_TYPE);
+    one_of("category", &query.categories, UNINDEXED_CATEGORY);
     if query.client_id.is_some() {
         filter.push_str(" AND client_shard = ");
         filter.push_str(CLIENT_SHARD);

@@ -208,6 +208,18 @@ async fn concurrent_writers_all_succeed() {
     crate::conformance::concurrent_writers_on(&db.open().await).await;
 }
 
+/// The first `n` migrations only: a database as an older release left it.
+fn migrations_up_to(n: usize) -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS[..n]
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
+}
+
 fn event(n: i64, client_id: Option<&str>) -> StoredEvent {
     StoredEvent {
         log_id: format!("{n:020}"),
@@ -299,15 +311,7 @@ async fn events_stored_before_the_shard_migration_are_found_by_client() {
     {
         let options = SqliteConnectOptions::new().filename(&db.path).create_if_missing(true);
         let pool = SqlitePool::connect_with(options).await.expect("connect");
-        let first = Migrator::with_migrations(
-            MIGRATIONS[..1]
-                .iter()
-                .map(|&(version, description, sql)| {
-                    Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
-                })
-                .collect(),
-        );
-        first.run(&pool).await.expect("migration 1");
+        migrations_up_to(1).run(&pool).await.expect("migration 1");
         sqlx::query(
             "INSERT INTO events (log_id, date, type, category, client_id, doc) \
              VALUES ('01', 1, 'seccft', 'auth.token', 'old-client', '{}'), ('02', 2, 'seccft', 'auth.token', 'other', '{}')",
@@ -412,15 +416,7 @@ async fn events_indexed_before_the_partial_indexes_are_found_by_type() {
     let events: Vec<StoredEvent> = {
         let options = SqliteConnectOptions::new().filename(&db.path).create_if_missing(true);
         let pool = SqlitePool::connect_with(options).await.expect("connect");
-        let before = Migrator::with_migrations(
-            MIGRATIONS[..2]
-                .iter()
-                .map(|&(version, description, sql)| {
-                    Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
-                })
-                .collect(),
-        );
-        before.run(&pool).await.expect("migrations 1 and 2");
+        migrations_up_to(2).run(&pool).await.expect("migrations 1 and 2");
         let events: Vec<StoredEvent> =
             (1..=20).map(|n| typed_event(n, if n % 4 == 0 { "feccft" } else { "seccft" })).collect();
         for e in &events {
