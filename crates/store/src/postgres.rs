@@ -904,7 +904,6 @@ impl ConfigStore for PgStore {
         } else {
             i64::from(query.page.page).saturating_mul(i64::from(query.page.per_page))
         };
-        let count_sql = format!("SELECT COUNT(*) FROM events{filter}");
         let list_sql = format!(
             "SELECT log_id, date, type, client_id, doc FROM events{filter} \
              ORDER BY log_id {order} LIMIT ${limit} OFFSET ${offset}"
@@ -912,6 +911,7 @@ impl ConfigStore for PgStore {
         let mut tx = self.read_tx().await?;
         // Only constant fragments and placeholders are interpolated; every value is bound.
         let count: i64 = if query.with_total {
+            let count_sql = format!("SELECT COUNT(*) FROM events{filter}");
             bind_filters!(sqlx::query_scalar(AssertSqlSafe(count_sql))).fetch_one(&mut *tx).await.map_err(backend)?
         } else {
             0

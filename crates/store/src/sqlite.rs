@@ -55,11 +55,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// SQLite walks only that shard of the `events_client` index.
 const CLIENT_SHARD: &str = "(coalesce(unicode(substr(?, -1)), 0) + 7 * coalesce(unicode(substr(?, -2, 1)), 0)) % 64";
 
-/// The type and the category that the partial indexes `events_type` and `events_category` leave
-/// out (migration 0003): a query for other types or categories states it, with these literals, so
-/// that SQLite may use the indexes.
+/// The type that the partial indexes `events_type` and `events_category` leave out, with its
+/// category (migration 0003): a query for other types or categories states it, with the same
+/// literals, so that SQLite may use the indexes.
 const UNINDEXED_TYPE: &str = "seccft";
-const UNINDEXED_CATEGORY: &str = "auth.token_exchange.success";
 
 /// The `WHERE` clause of an event listing; its placeholders are bound by `list_events` in the same
 /// order (types, categories, client id three times, dates, log id).
@@ -78,7 +77,7 @@ fn event_filter(query: &EventQuery) -> String {
         }
     };
     one_of("type", &query.types, UNINDEXED_TYPE);
-    one_of("category", &query.categories, UNINDEXED_CATEGORY);
+    one_of("category", &query.categories, ration_domain::logstream::category_of(UNINDEXED_TYPE));
     if query.client_id.is_some() {
         filter.push_str(" AND client_shard = ");
         filter.push_str(CLIENT_SHARD);
@@ -837,12 +836,12 @@ impl ConfigStore for SqliteStore {
         } else {
             i64::from(query.page.page).saturating_mul(i64::from(query.page.per_page))
         };
-        let count_sql = format!("SELECT COUNT(*) FROM events{filter}");
         let list_sql = format!(
             "SELECT log_id, date, type, client_id, doc FROM events{filter} ORDER BY log_id {order} LIMIT ? OFFSET ?"
         );
         let mut conn = self.pool.acquire().await.map_err(backend)?;
         let total: i64 = if query.with_total {
+            let count_sql = format!("SELECT COUNT(*) FROM events{filter}");
             bind_filters!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql)))
                 .fetch_one(&mut *conn)
                 .await

@@ -479,6 +479,6 @@ async fn filters_on_other_types_use_the_partial_indexes_and_seccft_walks_the_log
 fn the_partial_indexes_leave_out_what_the_queries_say() {
     let sql = include_str!("../../migrations/sqlite/0003_partial_type_indexes.sql");
     assert!(sql.contains(&format!("WHERE type <> '{UNINDEXED_TYPE}';")), "{sql}");
-    assert!(sql.contains(&format!("WHERE category <> '{UNINDEXED_CATEGORY}';")), "{sql}");
-    assert_eq!(ration_domain::logstream::category_of(UNINDEXED_TYPE), UNINDEXED_CATEGORY);
+    let category = ration_domain::logstream::category_of(UNINDEXED_TYPE);
+    assert!(sql.contains(&format!("WHERE category <> '{category}';")), "{sql}");
 }
