@@ -51,8 +51,9 @@ struct Args {
     /// Ration: what any token endpoint costs here).
     #[arg(long, default_value = scenario::DEFAULT)]
     scenarios: String,
-    /// A few seconds in total: 1 s per scenario, es256 and es256-quota unless --scenarios is
-    /// given, 10 clients. Fails on any error; asserts no timing.
+    /// A few seconds in total: 1 s per scenario, the smoke set (floor, es256, es256-quota,
+    /// es256-quota-action) unless --scenarios is given, 10 clients. Fails on any error; asserts no
+    /// timing.
     #[arg(long)]
     smoke: bool,
     /// Keep-alive connections, one load task each.
