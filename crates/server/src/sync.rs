@@ -72,14 +72,19 @@ pub async fn start(state: AppState) -> Result<(), crate::StartError> {
 
 /// Replaces the in-memory view with the store's.
 pub async fn reload_all(state: &AppState) -> Result<(), crate::error::ApiError> {
-    let catalog = state.store.load_catalog().await?;
     {
-        // Under the write lock, so a concurrent local write cannot be overtaken by a stale copy.
+        // Read and replaced under the write lock. Local writes (Management API, key rotation,
+        // bindings) hold it while they change the store and then the in-memory view, so each one
+        // either committed before these reads (and is in them) or waits for the reload. Taking
+        // the lock only to replace let a copy read before a local write overwrite it afterwards,
+        // and the writer's own notification does not reload it: the write was lost until the
+        // next full refresh (seen as a grant made on an instance refused there for seconds).
         let _writes = state.writes.lock().await;
+        let catalog = state.store.load_catalog().await?;
         state.catalog.store(std::sync::Arc::new(catalog));
+        state.reload_keys().await?;
+        crate::actions::reload_bound(state).await?;
     }
-    state.reload_keys().await?;
-    crate::actions::reload_bound(state).await?;
     for (stream, _) in state.store.list_log_streams().await? {
         state.deliveries.reload(&stream.id).await?;
     }

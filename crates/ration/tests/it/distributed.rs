@@ -922,6 +922,41 @@ async fn redis_lost_mid_load_with_allow_issues_counts_locally_and_reconciles() {
 // -------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_in_force_at_once_on_its_instance_while_others_write() {
+    // B keeps writing, so A keeps reloading its configuration from the store. A's own writes must
+    // never be overwritten by a reload that read the store before them: a grant made on A works
+    // on A at once, every time.
+    let c = Cluster::start(Opts::shared(2)).await;
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    a.create_api(API).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (http, url, token, stop) =
+            (b.s.http.clone(), b.s.url("/api/v2/resource-servers"), b.token.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let body = json!({ "identifier": format!("https://churn{n}.example.com/"), "scopes": [] });
+                let r = http.post(&url).bearer_auth(&token).json(&body).send().await.expect("create API on B");
+                assert_eq!(r.status().as_u16(), 201, "B creates an API");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            n
+        })
+    };
+    for round in 0..30 {
+        let (id, secret) = a.create_client(json!({})).await;
+        a.create_grant(&id, API, false).await;
+        let r = a.token(&cc(&id, &secret, API, None)).await;
+        assert_eq!(r.status, 200, "round {round}: a grant made on A is in force on A at once: {}", r.json);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.expect("B's writer");
+    assert!(written >= 10, "B wrote while A did ({written} APIs)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_started_together_on_a_fresh_database_all_serve() {
     let opts = Opts { clock_at: None, simultaneous: true, ..Opts::shared(3) };
     let c = Cluster::start(opts).await;
