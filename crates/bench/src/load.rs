@@ -61,7 +61,7 @@ impl Outcome {
         self.non_200.values().sum::<u64>() + self.errors
     }
 
-    fn merge(&mut self, other: Outcome) {
+    pub fn merge(&mut self, other: Outcome) {
         self.latency.merge(&other.latency);
         self.ok += other.ok;
         for (status, n) in other.non_200 {

@@ -37,7 +37,7 @@ use crate::scenario::{Alg, Limits, LoadScenario, Plan, Population};
 use crate::server::Server;
 use crate::setup::{BenchClient, Mgmt};
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "ration-bench", about = "Benchmark of Ration's token endpoint (see docs/benchmarks.md)")]
 struct Args {
     /// The server binary. Default: `ration` next to this binary (target/release/ration under
@@ -64,12 +64,19 @@ struct Args {
     /// server it shares the machine with.
     #[arg(long, default_value_t = 1)]
     load_threads: usize,
-    /// Measured seconds per scenario.
+    /// Measured seconds per scenario (in all, over its rounds).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Seconds of load before measuring (connections, caches, allocator, CPU frequency settle).
+    /// Later rounds of a scenario warm up for at most half a second: the server is warm by then.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
+    /// Each scenario's measured time is cut into this many slices, run in turns with the other
+    /// scenarios of its server (A B C A B C …) and added up. The VMs this runs on drift by several
+    /// percent within a minute; run one after the other, two scenarios differ by that drift as
+    /// well as by what they measure (the cost of quotas, 5 % at most, was lost in it).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// Clients of the small population.
     #[arg(long, default_value_t = 10)]
     clients: usize,
@@ -149,6 +156,20 @@ struct Row {
 }
 
 impl Row {
+    /// Adds another round of the same scenario: counts, times and CPU add up, the raw rate is
+    /// the mean weighted by measured time, memory is the latest.
+    fn absorb(&mut self, other: Row) {
+        let (w0, w1) = (self.window.as_secs_f64(), other.window.as_secs_f64());
+        self.raw = (self.raw * w0 + other.raw * w1) / (w0 + w1);
+        self.outcome.merge(other.outcome);
+        self.window += other.window;
+        self.cpu_window += other.cpu_window;
+        self.server_cpu += other.server_cpu;
+        self.bench_cpu += other.bench_cpu;
+        self.other_cpu += other.other_cpu;
+        self.rss = other.rss;
+    }
+
     /// The scenario's name; a half-load run says so.
     fn label(&self) -> String {
         match self.paced {
@@ -176,12 +197,13 @@ async fn run(mut args: Args) -> Result<u64> {
             args.scenarios = scenario::SMOKE.into();
         }
         args.duration = args.duration.min(1.0);
+        args.rounds = 1;
         args.warmup = args.warmup.min(0.2);
         args.sign_secs = args.sign_secs.min(0.05);
     }
     let plan = scenario::parse(&args.scenarios)?;
-    if args.concurrency == 0 || args.clients == 0 || args.many_clients == 0 {
-        bail!("--concurrency, --clients and --many-clients must be at least 1");
+    if args.concurrency == 0 || args.clients == 0 || args.many_clients == 0 || args.rounds == 0 {
+        bail!("--concurrency, --clients, --many-clients and --rounds must be at least 1");
     }
     let bin = match &args.ration_bin {
         Some(bin) => bin.clone(),
@@ -308,22 +330,45 @@ async fn run_population(
 
     let half_load = if args.half_load.trim().is_empty() { Plan::default() } else { scenario::parse(&args.half_load)? };
     let mut rows = Vec::new();
-    // An Action binding applies to every client, so the scenarios with it run last.
+    // An Action binding applies to every client, so the scenarios with it run last, in rounds of
+    // their own.
     let (plain, with_action): (Vec<LoadScenario>, Vec<LoadScenario>) =
         plan.load.iter().filter(|s| s.population == population).partition(|s| !s.action);
-    for (i, &scenario) in plain.iter().chain(&with_action).enumerate() {
-        if i == plain.len() {
+    for (group, bind) in [(plain, false), (with_action, true)] {
+        if group.is_empty() {
+            continue;
+        }
+        if bind {
             setup::bind_trivial_action(&mgmt)
                 .await
                 .with_context(|| format!("binding the Action; server log:\n{}", srv.log_tail()))?;
         }
-        let clients = setup.set(scenario.limits);
-        let context = || format!("scenario {}; server log:\n{}", scenario.name(), srv.log_tail());
-        let max = run_scenario(args, &srv, scenario, clients, None).await.with_context(context)?;
-        let half = max.outcome.ok as f64 / max.window.as_secs_f64() / 2.0;
-        rows.push(max);
-        if half_load.load.contains(&scenario) && half >= 1.0 {
-            rows.push(run_scenario(args, &srv, scenario, clients, Some(half)).await.with_context(context)?);
+        let mut merged: Vec<Option<Row>> = group.iter().map(|_| None).collect();
+        for round in 0..args.rounds {
+            let slice = Args {
+                duration: args.duration / args.rounds as f64,
+                warmup: if round == 0 { args.warmup } else { args.warmup.min(0.5) },
+                sign_secs: args.sign_secs / args.rounds as f64,
+                ..args.clone()
+            };
+            for (&scenario, merged) in group.iter().zip(&mut merged) {
+                let clients = setup.set(scenario.limits);
+                let context = || format!("scenario {}; server log:\n{}", scenario.name(), srv.log_tail());
+                let row = run_scenario(&slice, &srv, scenario, clients, None).await.with_context(context)?;
+                match merged {
+                    Some(sum) => sum.absorb(row),
+                    None => *merged = Some(row),
+                }
+            }
+        }
+        for (&scenario, max) in group.iter().zip(merged.into_iter().flatten()) {
+            let half = max.outcome.ok as f64 / max.window.as_secs_f64() / 2.0;
+            rows.push(max);
+            if half_load.load.contains(&scenario) && half >= 1.0 {
+                let clients = setup.set(scenario.limits);
+                let context = || format!("scenario {} at half load; server log:\n{}", scenario.name(), srv.log_tail());
+                rows.push(run_scenario(args, &srv, scenario, clients, Some(half)).await.with_context(context)?);
+            }
         }
     }
     srv.stop().await?;
@@ -576,8 +621,9 @@ fn markdown(args: &Args, raw: &BTreeMap<Alg, f64>, results: &Table, lifecycle: &
     let command: Vec<String> = std::env::args().collect();
     let mut out = format!("Command: `{}`\n\n", command.join(" "));
     out.push_str(&format!(
-        "{} connections, {} s warm-up, {} s measured per scenario.\n\n",
-        args.concurrency, args.warmup, args.duration
+        "{} connections, {} s warm-up, {} s measured per scenario in {} rounds (the scenarios of a server \
+         take turns).\n\n",
+        args.concurrency, args.warmup, args.duration, args.rounds
     ));
     if !results.rows.is_empty() {
         out.push_str(&results.markdown());
