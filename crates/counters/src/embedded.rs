@@ -25,7 +25,7 @@ pub use ration_domain::Durability;
 /// Rewrite the journal once it grows past this, keeping only live buckets.
 const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;
 
-use journal::Counts;
+use journal::{Counts, Slot};
 
 pub struct EmbeddedCounters {
     /// std mutex: held for a few hash lookups, never across an `.await`.
@@ -65,13 +65,13 @@ impl EmbeddedCounters {
 impl Counters for EmbeddedCounters {
     async fn peek(&self, keys: &[BucketKey]) -> Result<Vec<u64>, CounterError> {
         let counts = self.lock()?;
-        Ok(keys.iter().map(|k| counts.get(k).copied().unwrap_or(0)).collect())
+        Ok(keys.iter().map(|k| counts.get(k).map_or(0, |s| s.count)).collect())
     }
 
     /// Without cloning the keys: this runs on every token request with a quota.
     async fn peek_plan(&self, plan: &QuotaPlan) -> Result<Vec<u64>, CounterError> {
         let counts = self.lock()?;
-        Ok(plan.buckets.iter().map(|b| counts.get(&b.key).copied().unwrap_or(0)).collect())
+        Ok(plan.buckets.iter().map(|b| counts.get(&b.key).map_or(0, |s| s.count)).collect())
     }
 
     async fn consume(&self, plan: &QuotaPlan) -> Result<Consumption, CounterError> {
@@ -89,8 +89,10 @@ impl Counters for EmbeddedCounters {
         }
         let (after, ticket) = {
             let mut counts = self.lock()?;
-            let used: Vec<u64> = plan.buckets.iter().map(|b| counts.get(&b.key).copied().unwrap_or(0)).collect();
-            if let Some(exhausted) = plan.first_exhausted(&used) {
+            let count = |b: &ration_domain::quota::Bucket| counts.get(&b.key).map_or(0, |s| s.count);
+            // The counts are collected only for a rejection: a grant needs none but the new ones.
+            if let Some(exhausted) = plan.buckets.iter().position(|b| b.is_full(count(b))) {
+                let used: Vec<u64> = plan.buckets.iter().map(count).collect();
                 return Ok((Consumption::Rejected { exhausted, used }, Box::pin(std::future::ready(Ok(())))));
             }
             let mut lines = String::with_capacity(64 * plan.buckets.len());
@@ -98,11 +100,11 @@ impl Counters for EmbeddedCounters {
             for bucket in &plan.buckets {
                 let slot = match counts.get_mut(&bucket.key) {
                     Some(slot) => slot,
-                    None => counts.entry(bucket.key.clone()).or_insert(0),
+                    None => counts.entry(bucket.key.clone()).or_insert_with_key(|key| Slot::new(key, 0)),
                 };
-                *slot += 1;
-                after.push(*slot);
-                journal::encode(&mut lines, &bucket.key, *slot);
+                slot.count += 1;
+                after.push(slot.count);
+                slot.encode(&mut lines);
             }
             // Queued while the lock is held, so that a line never reaches the file after a
             // compaction snapshot that lacks its increment.
