@@ -646,3 +646,50 @@ fn markdown(args: &Args, raw: &BTreeMap<Alg, f64>, results: &Table, lifecycle: &
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(ok: u64, secs: u64, server_cpu_ms: u64, raw: f64, latency_us: u64) -> Row {
+        let mut outcome = load::Outcome { ok, ..Default::default() };
+        for _ in 0..ok {
+            outcome.latency.record(latency_us * 1000);
+        }
+        Row {
+            scenario: LoadScenario {
+                alg: Alg::ES256,
+                limits: Limits::Off,
+                population: Population::Small,
+                action: false,
+            },
+            floor: false,
+            paced: None,
+            clients: 10,
+            outcome,
+            window: Duration::from_secs(secs),
+            cpu_window: Duration::from_secs(secs),
+            server_cpu: Duration::from_millis(server_cpu_ms),
+            bench_cpu: Duration::from_millis(server_cpu_ms / 8),
+            other_cpu: Duration::ZERO,
+            rss: ok,
+            raw,
+        }
+    }
+
+    #[test]
+    fn rounds_of_a_scenario_add_up_to_one_row() {
+        let mut row = slice(100, 2, 3000, 60_000.0, 500);
+        row.absorb(slice(300, 2, 3400, 70_000.0, 900));
+        row.absorb(slice(200, 4, 6000, 64_000.0, 700));
+        assert_eq!(row.outcome.ok, 600);
+        assert_eq!(row.window, Duration::from_secs(8), "the measured windows add up");
+        assert_eq!(row.outcome.ok as f64 / row.window.as_secs_f64(), 75.0, "tokens/s over all rounds");
+        assert_eq!(pct(row.server_cpu, row.cpu_window), 155.0, "CPU % over all rounds");
+        // Weighted by measured time: (60 k · 2 + 70 k · 2 + 64 k · 4) / 8.
+        assert_eq!(row.raw, 64_500.0);
+        assert_eq!(row.rss, 200, "memory is the latest round's");
+        let p50 = row.outcome.latency.quantile(0.5).unwrap_or(0);
+        assert!((700_000..=900_000).contains(&p50), "latencies of every round in one histogram: p50 {p50}");
+    }
+}
