@@ -114,13 +114,10 @@ pub fn replay(path: &Path, now: UnixTime) -> std::io::Result<Counts> {
         // Only complete lines count: a line without its newline is a torn, unacknowledged write.
         let Some(body) = line.strip_suffix(b"\n") else { break };
         match std::str::from_utf8(body).ok().and_then(decode) {
-            Some((key, count)) if key.expires_at() > now.secs() => match counts.get_mut(&key) {
-                Some(slot) => slot.count = slot.count.max(count),
-                None => {
-                    let slot = Slot::new(&key, count);
-                    counts.insert(key, slot);
-                }
-            },
+            Some((key, count)) if key.expires_at() > now.secs() => {
+                let slot = counts.entry(key).or_insert_with_key(|key| Slot::new(key, count));
+                slot.count = slot.count.max(count);
+            }
             Some(_) => {}
             None => n_bad += 1,
         }
