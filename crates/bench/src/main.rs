@@ -150,7 +150,7 @@ struct Row {
     other_cpu: Duration,
     rss: u64,
     /// One core's raw signing rate for the row's algorithm, measured right before and right after
-    /// its load (the mean): the VMs this runs on drift by several percent within minutes, and a
+    /// its load (the mean; over rounds, weighted by their measured time): the VMs this runs on drift by several percent within minutes, and a
     /// divisor taken at the start of a long run would carry that drift into the ratio.
     raw: f64,
 }
@@ -633,8 +633,9 @@ fn markdown(args: &Args, raw: &BTreeMap<Alg, f64>, results: &Table, lifecycle: &
         out.push_str(&lifecycle.markdown());
     }
     out.push_str(
-        "\nEach row's raw rate is one core's, measured for half of `--sign-secs` right before and right \
-         after that row's load; at the start of the run (aws-lc-rs, in-process):",
+        "\nEach row's raw rate is one core's, measured right before and right after each of its rounds \
+         (for half of `--sign-secs` over all of them, each way); at the start of the run (aws-lc-rs, \
+         in-process):",
     );
     for (alg, rate) in raw {
         out.push_str(&format!(" {} {rate:.0}/s;", alg.jose()));
