@@ -2,10 +2,11 @@
 //!
 //! Why this shape: a check-and-increment over a request's 1–6 buckets under one mutex is atomic and
 //! takes well under a microsecond. Durability comes from group commit ([`ration_groupcommit`]):
-//! the new counts of every request waiting at that moment are appended in one `write(2)`, by the
-//! first of them to wait, and all of them are released. A request's token is returned only after
-//! its line is written, so after `kill -9` and restart the replayed counts include every token any
-//! client received.
+//! the latest count of every bucket counted since the previous group is appended in one
+//! `write(2)`, by the first request to wait, and every request waiting is released. A request's
+//! token is returned only after a group that holds its bucket's count (or a higher one) is
+//! written, so after `kill -9` and restart the replayed counts include every token any client
+//! received.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -25,11 +26,19 @@ pub use ration_domain::Durability;
 /// Rewrite the journal once it grows past this, keeping only live buckets.
 const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;
 
-use journal::{Counts, Slot};
+use journal::{Counts, Owed, Slot};
+
+/// The counts and the journal lines they owe, under one lock: a count and its owed line change
+/// together, so the writer never takes a list that lacks an increment made before it.
+#[derive(Default)]
+struct Table {
+    counts: Counts,
+    owed: Owed,
+}
 
 pub struct EmbeddedCounters {
     /// std mutex: held for a few hash lookups, never across an `.await`.
-    counts: Arc<Mutex<Counts>>,
+    table: Arc<Mutex<Table>>,
     journal: Arc<GroupCommit<Writer>>,
 }
 
@@ -41,37 +50,45 @@ impl EmbeddedCounters {
         let counts = journal::replay(path, now).map_err(io)?;
         let file = journal::rewrite(path, &counts, durability == Durability::Fsync).map_err(io)?;
         tracing::info!(n_buckets = counts.len(), path = %path.display(), "counters recovered");
-        let counts = Arc::new(Mutex::new(counts));
-        let writer = Writer { path: path.to_owned(), file, durability, counts: counts.clone(), written: 0 };
-        Ok(EmbeddedCounters { counts, journal: GroupCommit::start(writer) })
+        let table = Arc::new(Mutex::new(Table { counts, owed: Owed::default() }));
+        let writer = Writer {
+            path: path.to_owned(),
+            file,
+            durability,
+            table: table.clone(),
+            written: 0,
+            spare: Vec::new(),
+            text: String::new(),
+        };
+        Ok(EmbeddedCounters { table, journal: GroupCommit::start(writer) })
     }
 
     /// Forgets buckets whose window has ended; they can never be counted again.
     pub fn prune(&self, now: UnixTime) {
         let secs = now.secs();
-        if let Ok(mut counts) = self.counts.lock() {
-            counts.retain(|key, _| key.expires_at() > secs);
+        if let Ok(mut table) = self.table.lock() {
+            table.counts.retain(|key, _| key.expires_at() > secs);
         }
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Counts>, CounterError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Table>, CounterError> {
         // A poisoned lock means a panic mid-update elsewhere; the counts may be half-written, so
         // refuse rather than risk over-issuing.
-        self.counts.lock().map_err(|_| CounterError::Unavailable("counter state poisoned".into()))
+        self.table.lock().map_err(|_| CounterError::Unavailable("counter state poisoned".into()))
     }
 }
 
 #[async_trait]
 impl Counters for EmbeddedCounters {
     async fn peek(&self, keys: &[BucketKey]) -> Result<Vec<u64>, CounterError> {
-        let counts = self.lock()?;
-        Ok(keys.iter().map(|k| counts.get(k).map_or(0, |s| s.count)).collect())
+        let table = self.lock()?;
+        Ok(keys.iter().map(|k| table.counts.get(k).map_or(0, |s| s.count)).collect())
     }
 
     /// Without cloning the keys: this runs on every token request with a quota.
     async fn peek_plan(&self, plan: &QuotaPlan) -> Result<Vec<u64>, CounterError> {
-        let counts = self.lock()?;
-        Ok(plan.buckets.iter().map(|b| counts.get(&b.key).map_or(0, |s| s.count)).collect())
+        let table = self.lock()?;
+        Ok(plan.buckets.iter().map(|b| table.counts.get(&b.key).map_or(0, |s| s.count)).collect())
     }
 
     async fn consume(&self, plan: &QuotaPlan) -> Result<Consumption, CounterError> {
@@ -87,29 +104,37 @@ impl Counters for EmbeddedCounters {
                 Box::pin(std::future::ready(Ok(()))),
             ));
         }
-        let (after, ticket) = {
-            let mut counts = self.lock()?;
-            let count = |b: &ration_domain::quota::Bucket| counts.get(&b.key).map_or(0, |s| s.count);
-            // The counts are collected only for a rejection: a grant needs none but the new ones.
-            if let Some(exhausted) = plan.buckets.iter().position(|b| b.is_full(count(b))) {
-                let used: Vec<u64> = plan.buckets.iter().map(count).collect();
-                return Ok((Consumption::Rejected { exhausted, used }, Box::pin(std::future::ready(Ok(())))));
-            }
-            let mut lines = String::with_capacity(64 * plan.buckets.len());
+        let after = {
+            let mut guard = self.lock()?;
+            let Table { counts, owed } = &mut *guard;
+            // One pass, one lookup per bucket: each is checked and counted in turn, and a full one
+            // undoes those counted before it. Checking them all first cost a second lookup per
+            // bucket on every grant; the undo costs it only on a rejection.
             let mut after = Vec::with_capacity(plan.buckets.len());
-            for bucket in &plan.buckets {
+            for (i, bucket) in plan.buckets.iter().enumerate() {
                 let slot = match counts.get_mut(&bucket.key) {
                     Some(slot) => slot,
                     None => counts.entry(bucket.key.clone()).or_insert_with_key(|key| Slot::new(key, 0)),
                 };
+                if bucket.is_full(slot.count) {
+                    for counted in &plan.buckets[..i] {
+                        if let Some(slot) = counts.get_mut(&counted.key) {
+                            slot.count = slot.count.saturating_sub(1);
+                            owed.note(slot);
+                        }
+                    }
+                    let used = plan.buckets.iter().map(|b| counts.get(&b.key).map_or(0, |s| s.count)).collect();
+                    return Ok((Consumption::Rejected { exhausted: i, used }, Box::pin(std::future::ready(Ok(())))));
+                }
                 slot.count += 1;
                 after.push(slot.count);
-                slot.encode(&mut lines);
+                owed.note(slot);
             }
-            // Queued while the lock is held, so that a line never reaches the file after a
-            // compaction snapshot that lacks its increment.
-            (after, self.journal.append(lines))
+            after
         };
+        // Queued after the increments and their owed lines: the group that takes this ticket
+        // takes the owed lines after it, so it writes them unless an earlier group already did.
+        let ticket = self.journal.append(());
         // If the write fails the in-memory increment stays: counting a token that was never
         // issued is safe, issuing one that is not counted is not.
         let journal = self.journal.clone();
@@ -127,15 +152,33 @@ struct Writer {
     path: PathBuf,
     file: File,
     durability: Durability,
-    counts: Arc<Mutex<Counts>>,
+    table: Arc<Mutex<Table>>,
     written: u64,
+    /// Buffers kept between groups, so that a warm writer does not allocate.
+    spare: Vec<(Arc<str>, u64)>,
+    text: String,
 }
 
 impl Sink for Writer {
-    type Item = String;
+    /// A ticket only: what a group writes is whatever the table owes when the group is written.
+    type Item = ();
 
-    fn write(&mut self, lines: Vec<String>) -> Result<(), String> {
-        self.write_lines(&lines).map_err(|e| {
+    fn write(&mut self, _tickets: Vec<()>) -> Result<(), String> {
+        let spare = std::mem::take(&mut self.spare);
+        let mut owed = match self.table.lock() {
+            Ok(mut table) => table.owed.take(spare),
+            Err(_) => return Err("counter state poisoned".into()),
+        };
+        let written = self.write_lines(&owed);
+        if written.is_err() {
+            // Still owed: the next group must write them before it releases anyone.
+            if let Ok(mut table) = self.table.lock() {
+                table.owed.restore(owed.drain(..));
+            }
+        }
+        owed.clear();
+        self.spare = owed;
+        written.map_err(|e| {
             tracing::error!(error = %e, path = %self.path.display(), "counter journal write failed");
             format!("counter journal write failed: {e}")
         })?;
@@ -147,25 +190,26 @@ impl Sink for Writer {
 }
 
 impl Writer {
-    fn write_lines(&mut self, lines: &[String]) -> std::io::Result<()> {
-        let len: usize = lines.iter().map(String::len).sum();
-        let mut buf = Vec::with_capacity(len);
-        for line in lines {
-            buf.extend_from_slice(line.as_bytes());
+    fn write_lines(&mut self, owed: &[(Arc<str>, u64)]) -> std::io::Result<()> {
+        if owed.is_empty() {
+            // Every ticket of this group was covered by an earlier group's lines.
+            return Ok(());
         }
-        self.file.write_all(&buf)?;
+        self.text.clear();
+        journal::encode_owed(&mut self.text, owed);
+        self.file.write_all(self.text.as_bytes())?;
         if self.durability == Durability::Fsync {
             self.file.sync_data()?;
         }
-        self.written += len as u64;
+        self.written += self.text.len() as u64;
         Ok(())
     }
 
-    /// Rewrites the file from a snapshot of the counts. Lines still queued (appended after their
-    /// increment) may follow with counts the snapshot already holds: replay takes the maximum.
+    /// Rewrites the file from a snapshot of the counts. Owed lines written later may repeat
+    /// counts the snapshot already holds: replay takes the maximum.
     fn compact(&mut self) {
-        let snapshot = match self.counts.lock() {
-            Ok(counts) => counts.clone(),
+        let snapshot = match self.table.lock() {
+            Ok(table) => table.counts.clone(),
             Err(_) => return,
         };
         match journal::rewrite(&self.path, &snapshot, self.durability == Durability::Fsync) {
@@ -223,6 +267,39 @@ mod tests {
         let p = plan(now, 37, true);
         let keys: Vec<_> = p.buckets.iter().map(|b| b.key.clone()).collect();
         assert_eq!(counters.peek(&keys).await.unwrap(), vec![37, 37], "rejections consume nothing");
+    }
+
+    #[tokio::test]
+    async fn a_full_bucket_undoes_the_buckets_counted_before_it_even_after_restart() {
+        let now = UnixTime::from_secs(1_800_000_000);
+        let path = temp_path("undo");
+        let client =
+            TokenQuota { enforce: true, limits: QuotaLimits { per_minute: None, per_hour: Some(100), per_day: None } };
+        let org =
+            TokenQuota { enforce: true, limits: QuotaLimits { per_minute: None, per_hour: Some(2), per_day: None } };
+        let plan = QuotaPlan::new(Some(("c1", &client)), Some(("o1", &org)), now);
+        let keys: Vec<_> = plan.buckets.iter().map(|b| b.key.clone()).collect();
+        {
+            let counters = EmbeddedCounters::open(&path, Durability::Process, now).unwrap();
+            for n in 1..=2u64 {
+                assert_eq!(
+                    counters.consume(&plan).await.unwrap(),
+                    Consumption::Granted { after: vec![n, n], degraded: false }
+                );
+            }
+            for _ in 0..3 {
+                assert_eq!(
+                    counters.consume(&plan).await.unwrap(),
+                    Consumption::Rejected { exhausted: 1, used: vec![2, 2] },
+                    "the client bucket, counted first, is given back"
+                );
+            }
+            // A grant of another plan writes a group, which carries the undone count too.
+            let other = QuotaPlan::new(Some(("c2", &client)), None, now);
+            assert!(matches!(counters.consume(&other).await.unwrap(), Consumption::Granted { .. }));
+        }
+        let counters = EmbeddedCounters::open(&path, Durability::Process, now).unwrap();
+        assert_eq!(counters.peek(&keys).await.unwrap(), vec![2, 2]);
     }
 
     #[tokio::test]

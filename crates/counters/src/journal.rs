@@ -1,4 +1,5 @@
-//! The counter journal: an append-only file of absolute bucket counts, one line per increment.
+//! The counter journal: an append-only file of absolute bucket counts. Each group commit writes one
+//! line per bucket counted since the previous group, at its latest count (not one per increment).
 //!
 //! Line format (tab-separated, `\n`-terminated): `v1 <entity> <entity_id> <window> <start> <count>`,
 //! with `entity` ∈ {client, organization}, `window` ∈ {per_minute, per_hour, per_day}, `start` the
@@ -10,6 +11,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ration_domain::{BucketKey, EntityKind, UnixTime, Window};
 
@@ -22,24 +24,87 @@ pub type Counts = HashMap<BucketKey, Slot, foldhash::fast::RandomState>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slot {
     pub count: u64,
-    /// `v1\t<entity>\t<id>\t<window>\t<start>\t`, written once per bucket: every token with a
-    /// quota appends a line per bucket, and building the whole line each time (escaping the id,
-    /// formatting the start) was the largest part of the counters' cost in an instruction profile.
-    prefix: Box<str>,
+    /// `v1\t<entity>\t<id>\t<window>\t<start>\t`, built once per bucket: building the whole
+    /// line each time (escaping the id, formatting the start) was the largest part of the
+    /// counters' cost in an instruction profile. Shared with the [`Owed`] entries of the bucket.
+    prefix: Arc<str>,
+    /// Where this bucket's entry is in [`Owed::list`] when `owed_generation` is the list's current
+    /// generation (otherwise it has none).
+    owed_generation: u64,
+    owed_index: usize,
 }
 
 impl Slot {
     pub fn new(key: &BucketKey, count: u64) -> Slot {
         let mut prefix = String::with_capacity(key.entity_id.len() + 40);
         encode_prefix(&mut prefix, key);
-        Slot { count, prefix: prefix.into_boxed_str() }
+        Slot { count, prefix: prefix.into(), owed_generation: 0, owed_index: 0 }
     }
 
     /// Appends this bucket's line at its current count to `out`.
     pub fn encode(&self, out: &mut String) {
-        out.push_str(&self.prefix);
-        out.push_str(itoa::Buffer::new().format(self.count));
-        out.push('\n');
+        encode_line(out, &self.prefix, self.count);
+    }
+}
+
+fn encode_line(out: &mut String, prefix: &str, count: u64) {
+    out.push_str(prefix);
+    out.push_str(itoa::Buffer::new().format(count));
+    out.push('\n');
+}
+
+/// The lines owed to the journal: every bucket counted since the writer last took them, once each,
+/// at its latest count.
+///
+/// Why not a line per increment: a bucket counted by many requests of one group needs only its
+/// last count (replay keeps the maximum). Formatting and writing a line per bucket per token was
+/// most of the embedded counters' cost; the client that burns its quota, the case quotas exist
+/// for, now costs one line per group however fast it asks.
+#[derive(Debug)]
+pub struct Owed {
+    list: Vec<(Arc<str>, u64)>,
+    /// Bumped each time the writer takes `list`, which makes every slot's index stale at once
+    /// without visiting the slots. Starts at 1: a new slot (generation 0) owes nothing.
+    generation: u64,
+}
+
+impl Default for Owed {
+    fn default() -> Owed {
+        Owed { list: Vec::new(), generation: 1 }
+    }
+}
+
+impl Owed {
+    /// Records that `slot`'s current count must reach the journal.
+    pub fn note(&mut self, slot: &mut Slot) {
+        match self.list.get_mut(slot.owed_index) {
+            Some(entry) if slot.owed_generation == self.generation => entry.1 = slot.count,
+            _ => {
+                slot.owed_generation = self.generation;
+                slot.owed_index = self.list.len();
+                self.list.push((slot.prefix.clone(), slot.count));
+            }
+        }
+    }
+
+    /// Takes the owed lines, leaving the list empty (with `spare`'s capacity, so that neither side
+    /// allocates once warm).
+    pub fn take(&mut self, spare: Vec<(Arc<str>, u64)>) -> Vec<(Arc<str>, u64)> {
+        self.generation += 1;
+        std::mem::replace(&mut self.list, spare)
+    }
+
+    /// Puts back lines whose write failed: they are still owed. A bucket may then appear twice;
+    /// replay keeps the higher count.
+    pub fn restore(&mut self, lines: impl IntoIterator<Item = (Arc<str>, u64)>) {
+        self.list.extend(lines);
+    }
+}
+
+/// Appends the lines of `owed` (as taken by [`Owed::take`]) to `out`.
+pub fn encode_owed(out: &mut String, owed: &[(Arc<str>, u64)]) {
+    for (prefix, count) in owed {
+        encode_line(out, prefix, *count);
     }
 }
 
@@ -173,6 +238,50 @@ mod tests {
             assert!(!line.contains('\n'));
             assert_eq!(decode(line), Some((key(id, 3600), 42)));
         }
+    }
+
+    fn owed_lines(owed: &mut Owed) -> String {
+        let mut text = String::new();
+        encode_owed(&mut text, &owed.take(Vec::new()));
+        text
+    }
+
+    #[test]
+    fn a_bucket_owes_one_line_per_group_at_its_latest_count() {
+        let (a, b) = (key("a", 3600), key("b", 3600));
+        let mut counts = Counts::default();
+        let mut owed = Owed::default();
+        for k in [&a, &b, &a, &a] {
+            let slot = counts.entry(k.clone()).or_insert_with_key(|k| Slot::new(k, 0));
+            slot.count += 1;
+            owed.note(slot);
+        }
+        let mut expected = String::new();
+        encode(&mut expected, &a, 3);
+        encode(&mut expected, &b, 1);
+        assert_eq!(owed_lines(&mut owed), expected);
+        assert_eq!(owed_lines(&mut owed), "", "taken lines are owed no more");
+
+        // The next group: only what was counted since, even though `a`'s old index is still set.
+        let slot = counts.get_mut(&b).unwrap();
+        slot.count += 1;
+        owed.note(slot);
+        let mut expected = String::new();
+        encode(&mut expected, &b, 2);
+        let taken = owed.take(Vec::new());
+        let mut text = String::new();
+        encode_owed(&mut text, &taken);
+        assert_eq!(text, expected);
+
+        // A failed write puts its lines back; a bucket counted meanwhile may then appear twice.
+        let slot = counts.get_mut(&b).unwrap();
+        slot.count += 1;
+        owed.note(slot);
+        owed.restore(taken);
+        let mut expected = String::new();
+        encode(&mut expected, &b, 3);
+        encode(&mut expected, &b, 2);
+        assert_eq!(owed_lines(&mut owed), expected);
     }
 
     #[test]
