@@ -83,6 +83,33 @@ impl Window {
         Window::ALL.into_iter().find(|w| w.name() == name)
     }
 
+    /// The window's place in [`Window::ALL`], for per-window tables.
+    pub fn index(self) -> usize {
+        match self {
+            Window::Minute => 0,
+            Window::Hour => 1,
+            Window::Day => 2,
+        }
+    }
+
+    /// [`Window::len_secs`] as text, for headers.
+    pub fn len_secs_str(self) -> &'static str {
+        match self {
+            Window::Minute => "60",
+            Window::Hour => "3600",
+            Window::Day => "86400",
+        }
+    }
+
+    /// The start of this window's entry in Auth0's quota header, up to the quota.
+    fn header_prefix(self) -> &'static str {
+        match self {
+            Window::Minute => "b=per_minute;q=",
+            Window::Hour => "b=per_hour;q=",
+            Window::Day => "b=per_day;q=",
+        }
+    }
+
     pub fn len_secs(self) -> i64 {
         match self {
             Window::Minute => 60,
@@ -280,22 +307,27 @@ pub fn states_of<'a>(
 /// `fmt` machinery was most of the quota headers' cost in an instruction profile.
 pub fn write_header_value(out: &mut String, states: impl IntoIterator<Item = BucketState>) -> bool {
     let mut any = false;
-    let mut n = itoa::Buffer::new();
     for s in states {
         if any {
             out.push(',');
         }
         any = true;
-        out.push_str("b=");
-        out.push_str(s.window.name());
-        out.push_str(";q=");
-        out.push_str(n.format(s.limit));
-        out.push_str(";r=");
-        out.push_str(n.format(s.remaining()));
-        out.push_str(";t=");
-        out.push_str(n.format(s.reset_in));
+        write_header_entry(out, s.window, s.limit, s.remaining(), s.reset_in);
     }
     any
+}
+
+/// Appends one bucket's entry of Auth0's quota header (`b=per_hour;q=10;r=7;t=3540`); the caller
+/// separates entries with commas. For callers that write both entities' headers in one pass over
+/// a plan (the token path).
+pub fn write_header_entry(out: &mut String, window: Window, limit: u32, remaining: u64, reset_in: i64) {
+    let mut n = itoa::Buffer::new();
+    out.push_str(window.header_prefix());
+    out.push_str(n.format(limit));
+    out.push_str(";r=");
+    out.push_str(n.format(remaining));
+    out.push_str(";t=");
+    out.push_str(n.format(reset_in));
 }
 
 #[cfg(test)]
@@ -348,6 +380,15 @@ mod tests {
         let mut value = String::new();
         assert!(write_header_value(&mut value, states));
         assert_eq!(value, "b=per_hour;q=10;r=7;t=3540,b=per_day;q=50;r=47;t=43200");
+    }
+
+    #[test]
+    fn window_tables_agree_with_the_window() {
+        for (i, w) in Window::ALL.into_iter().enumerate() {
+            assert_eq!(w.index(), i);
+            assert_eq!(w.len_secs_str(), w.len_secs().to_string());
+            assert_eq!(w.header_prefix(), format!("b={};q=", w.name()));
+        }
     }
 
     #[test]
