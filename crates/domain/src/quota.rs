@@ -282,44 +282,25 @@ impl BucketState {
 
 /// Bucket states of `plan`'s buckets of one entity, given their counts.
 pub fn states_for(plan: &QuotaPlan, used: &[u64], entity: EntityKind, now: UnixTime) -> Vec<BucketState> {
-    states_of(plan, used, entity, now).collect()
+    plan.buckets
+        .iter()
+        .zip(used)
+        .filter(|(b, _)| b.key.entity == entity)
+        .map(|(b, &n)| BucketState {
+            window: b.key.window,
+            limit: b.limit,
+            used: n,
+            reset_in: b.key.window.secs_to_reset(now),
+            reset_at: b.key.expires_at(),
+        })
+        .collect()
 }
 
-/// Like [`states_for`], without collecting (the token path writes them straight into headers).
-pub fn states_of<'a>(
-    plan: &'a QuotaPlan,
-    used: &'a [u64],
-    entity: EntityKind,
-    now: UnixTime,
-) -> impl Iterator<Item = BucketState> + 'a {
-    plan.buckets.iter().zip(used).filter(move |(b, _)| b.key.entity == entity).map(move |(b, &n)| BucketState {
-        window: b.key.window,
-        limit: b.limit,
-        used: n,
-        reset_in: b.key.window.secs_to_reset(now),
-        reset_at: b.key.expires_at(),
-    })
-}
-
-/// Appends Auth0's quota header value of `states` to `out`
-/// (`b=per_hour;q=10;r=7;t=3540,b=per_day;q=50;r=47;t=43200`); false when there was none.
-/// Integers go through `itoa`, not `fmt`: this runs for every token with a quota (twice), and
-/// `fmt` machinery was most of the quota headers' cost in an instruction profile.
-pub fn write_header_value(out: &mut String, states: impl IntoIterator<Item = BucketState>) -> bool {
-    let mut any = false;
-    for s in states {
-        if any {
-            out.push(',');
-        }
-        any = true;
-        write_header_entry(out, s.window, s.limit, s.remaining(), s.reset_in);
-    }
-    any
-}
-
-/// Appends one bucket's entry of Auth0's quota header (`b=per_hour;q=10;r=7;t=3540`); the caller
-/// separates entries with commas. For callers that write both entities' headers in one pass over
-/// a plan (the token path).
+/// Appends one bucket's entry of Auth0's quota header value (`b=per_hour;q=10;r=7;t=3540`); the
+/// caller separates entries with commas
+/// (`b=per_hour;q=10;r=7;t=3540,b=per_day;q=50;r=47;t=43200`). Integers go through `itoa`, not
+/// `fmt`: this runs for every bucket of every token with a quota, and `fmt` machinery was most of
+/// the quota headers' cost in an instruction profile.
 pub fn write_header_entry(out: &mut String, window: Window, limit: u32, remaining: u64, reset_in: i64) {
     let mut n = itoa::Buffer::new();
     out.push_str(window.header_prefix());
@@ -373,12 +354,10 @@ mod tests {
 
     #[test]
     fn header_matches_auth0_example() {
-        let states = vec![
-            BucketState { window: Window::Hour, limit: 10, used: 3, reset_in: 3540, reset_at: 0 },
-            BucketState { window: Window::Day, limit: 50, used: 3, reset_in: 43200, reset_at: 0 },
-        ];
         let mut value = String::new();
-        assert!(write_header_value(&mut value, states));
+        write_header_entry(&mut value, Window::Hour, 10, 7, 3540);
+        value.push(',');
+        write_header_entry(&mut value, Window::Day, 50, 47, 43200);
         assert_eq!(value, "b=per_hour;q=10;r=7;t=3540,b=per_day;q=50;r=47;t=43200");
     }
 

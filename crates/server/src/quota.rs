@@ -1,5 +1,7 @@
 //! Quota enforcement on the token path: consume, build Auth0's quota headers, write warning events.
 
+use std::cmp::Reverse;
+
 use axum::http::{HeaderName, HeaderValue};
 use ration_counters::{Consumption, CounterError};
 use ration_domain::quota::{
@@ -106,24 +108,21 @@ fn quota_headers(plan: &QuotaPlan, counts: &[u64], now: UnixTime) -> Headers {
     // a value is complete when the entity changes.
     let mut buf = String::with_capacity(128);
     let mut entity = None;
-    // Tightest: fewest tokens left; among equals, the one that resets last.
+    // Tightest: fewest tokens left; among equals, the one that resets last (the first one wins
+    // a full tie).
+    let rank = |bucket: &Bucket, remaining: u64| (remaining, Reverse(bucket.key.window.len_secs()));
     let mut tightest: Option<(&Bucket, u64)> = None;
     for (bucket, &used) in plan.buckets.iter().zip(counts) {
         let window = bucket.key.window;
         let remaining = u64::from(bucket.limit).saturating_sub(used);
         if entity == Some(bucket.key.entity) {
             buf.push(',');
-        } else {
-            if let Some(done) = entity.replace(bucket.key.entity) {
-                push(&mut headers, header_name(done), &buf);
-                buf.clear();
-            }
+        } else if let Some(done) = entity.replace(bucket.key.entity) {
+            push(&mut headers, header_name(done), &buf);
+            buf.clear();
         }
         write_header_entry(&mut buf, window, bucket.limit, remaining, resets[window.index()]);
-        let tighter = |(t, left): (&Bucket, u64)| {
-            (remaining, std::cmp::Reverse(window.len_secs())) < (left, std::cmp::Reverse(t.key.window.len_secs()))
-        };
-        if bucket.enforce && tightest.is_none_or(tighter) {
+        if bucket.enforce && tightest.is_none_or(|(best, left)| rank(bucket, remaining) < rank(best, left)) {
             tightest = Some((bucket, remaining));
         }
     }
