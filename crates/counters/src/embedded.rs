@@ -82,13 +82,13 @@ impl EmbeddedCounters {
 impl Counters for EmbeddedCounters {
     async fn peek(&self, keys: &[BucketKey]) -> Result<Vec<u64>, CounterError> {
         let table = self.lock()?;
-        Ok(keys.iter().map(|k| table.counts.get(k).map_or(0, |s| s.count)).collect())
+        Ok(keys.iter().map(|k| journal::count(&table.counts, k)).collect())
     }
 
     /// Without cloning the keys: this runs on every token request with a quota.
     async fn peek_plan(&self, plan: &QuotaPlan) -> Result<Vec<u64>, CounterError> {
         let table = self.lock()?;
-        Ok(plan.buckets.iter().map(|b| table.counts.get(&b.key).map_or(0, |s| s.count)).collect())
+        Ok(plan.buckets.iter().map(|b| journal::count(&table.counts, &b.key)).collect())
     }
 
     async fn consume(&self, plan: &QuotaPlan) -> Result<Consumption, CounterError> {
@@ -123,7 +123,7 @@ impl Counters for EmbeddedCounters {
                             owed.note(slot);
                         }
                     }
-                    let used = plan.buckets.iter().map(|b| counts.get(&b.key).map_or(0, |s| s.count)).collect();
+                    let used = plan.buckets.iter().map(|b| journal::count(counts, &b.key)).collect();
                     return Ok((Consumption::Rejected { exhausted: i, used }, Box::pin(std::future::ready(Ok(())))));
                 }
                 slot.count += 1;

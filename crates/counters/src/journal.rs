@@ -16,9 +16,15 @@ use std::sync::Arc;
 use ration_domain::{BucketKey, EntityKind, UnixTime, Window};
 
 /// Counts by bucket. foldhash rather than SipHash: every token with a quota hashes each of its
-/// bucket keys twice (pre-check and consume), and the keys are our own ids, not attacker-chosen
-/// (an operator who can create clients can already exhaust anything).
+/// bucket keys (once in consume, once more in the pre-check when Actions are bound), and the keys
+/// are our own ids, not attacker-chosen (an operator who can create clients can already exhaust
+/// anything).
 pub type Counts = HashMap<BucketKey, Slot, foldhash::fast::RandomState>;
+
+/// A bucket's count; 0 for a bucket never counted (or pruned).
+pub fn count(counts: &Counts, key: &BucketKey) -> u64 {
+    counts.get(key).map_or(0, |slot| slot.count)
+}
 
 /// One bucket's count, with the part of its journal lines that never changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
