@@ -150,8 +150,9 @@ struct Row {
     other_cpu: Duration,
     rss: u64,
     /// One core's raw signing rate for the row's algorithm, measured right before and right after
-    /// its load (the mean; over rounds, weighted by their measured time): the VMs this runs on drift by several percent within minutes, and a
-    /// divisor taken at the start of a long run would carry that drift into the ratio.
+    /// its load (the mean; over rounds, weighted by their measured time): the VMs this runs on
+    /// drift by several percent within minutes, and a divisor taken at the start of a long run
+    /// would carry that drift into the ratio.
     raw: f64,
 }
 
