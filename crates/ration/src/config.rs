@@ -288,13 +288,14 @@ pub struct GuardArgs {
     #[arg(long, env = "RATION_GUARD_MANAGEMENT_CLIENT_ID")]
     pub management_client_id: Option<String>,
     /// Its client secret (prefer the environment or the file: flags show in process lists).
-    #[arg(long, env = "RATION_GUARD_MANAGEMENT_CLIENT_SECRET", hide_env_values = true)]
+    // Base64url: may start with `-` (see `ration token --secret`).
+    #[arg(long, env = "RATION_GUARD_MANAGEMENT_CLIENT_SECRET", hide_env_values = true, allow_hyphen_values = true)]
     pub management_client_secret: Option<String>,
     /// The exact Authorization header value the tenant's log stream sends.
     #[arg(long, env = "RATION_GUARD_LOG_STREAM_AUTHORIZATION", hide_env_values = true)]
     pub log_stream_authorization: Option<String>,
     /// Bearer secret of the decision endpoint (POST /v1/quota/consume).
-    #[arg(long, env = "RATION_GUARD_DECISION_SECRET", hide_env_values = true)]
+    #[arg(long, env = "RATION_GUARD_DECISION_SECRET", hide_env_values = true, allow_hyphen_values = true)]
     pub decision_secret: Option<String>,
     /// What the example Action does when Ration is unreachable: allow (true) or deny (false).
     /// Informational: the Action's RATION_FAIL_OPEN secret decides.

@@ -242,3 +242,25 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// Secrets are base64url, so one in 64 starts with `-`; clap must take it as the flag's value
+    /// rather than as an unknown flag (a CI run once drew such a secret).
+    #[test]
+    fn secrets_starting_with_a_hyphen_are_values() {
+        for args in [
+            &["ration", "token", "--app", "a1", "--secret", "-baFSMy0vqShAGij"][..],
+            &["ration", "login", "--url", "http://127.0.0.1:1", "--client-id", "c1", "--client-secret", "-x9"],
+            &["ration", "guard", "--management-client-secret", "-x9", "--decision-secret", "-y8"],
+        ] {
+            if let Err(e) = Cli::try_parse_from(args) {
+                panic!("{args:?}: {e}");
+            }
+        }
+    }
+}

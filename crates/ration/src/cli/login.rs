@@ -19,7 +19,8 @@ pub struct LoginArgs {
     #[arg(long)]
     client_id: String,
     /// Its secret (or set RATION_CLIENT_SECRET, which keeps it out of the shell history).
-    #[arg(long, env = "RATION_CLIENT_SECRET", hide_env_values = true)]
+    // Base64url: may start with `-` (see `ration token --secret`).
+    #[arg(long, env = "RATION_CLIENT_SECRET", hide_env_values = true, allow_hyphen_values = true)]
     client_secret: String,
 }
 

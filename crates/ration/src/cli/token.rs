@@ -18,7 +18,9 @@ pub struct TokenArgs {
     #[arg(long, value_name = "CLIENT_ID")]
     app: String,
     /// The application's secret (or set RATION_APP_SECRET, which keeps it out of the shell history).
-    #[arg(long, env = "RATION_APP_SECRET", hide_env_values = true)]
+    // Secrets are base64url and start with `-` one time in 64: without `allow_hyphen_values`,
+    // `--secret -abc…` was read as an unknown flag.
+    #[arg(long, env = "RATION_APP_SECRET", hide_env_values = true, allow_hyphen_values = true)]
     secret: String,
     /// The API identifier (default: the tenant's default audience).
     #[arg(long)]
