@@ -215,7 +215,8 @@ impl QuotaPlan {
         organization: Option<(&str, &TokenQuota)>,
         now: UnixTime,
     ) -> QuotaPlan {
-        let mut buckets = Vec::new();
+        // Sized once for the most a plan holds (three windows, two entities).
+        let mut buckets = Vec::with_capacity(6);
         for (entity, item) in [(EntityKind::Client, client), (EntityKind::Organization, organization)] {
             let Some((id, quota)) = item else { continue };
             for (window, limit) in quota.limits.iter() {

@@ -5,6 +5,9 @@
 //! - The token path reads configuration from the in-memory catalog, never from the store.
 //! - The clock is read once per request (`clock.rs`).
 
+// One `unsafe` call, allowed where it is made: quota header values taken from a `String`'s bytes
+// without `http` checking each byte again (`quota::quota_headers`).
+#![deny(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
 
 pub mod actions;

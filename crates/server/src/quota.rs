@@ -2,7 +2,8 @@
 
 use std::cmp::Reverse;
 
-use axum::http::{HeaderName, HeaderValue};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use ration_counters::{Consumption, CounterError};
 use ration_domain::quota::{
     Bucket, BucketState, QuotaPlan, Window, crossed_thresholds, states_for, write_header_entry,
@@ -57,8 +58,8 @@ fn unavailable(CounterError::Unavailable(detail): CounterError) -> OAuthError {
     e
 }
 
-/// Consumes one token from every bucket of `plan`. On success returns the quota headers for the
-/// 200; on rejection, the 429 with its headers.
+/// Consumes one token from every bucket of `plan`. On success adds the quota headers to
+/// `headers` (the 200's); on rejection, returns the 429 with its headers.
 ///
 /// The returned future resolves once the consumption is durable; the caller awaits it together
 /// with its other durable writes and must not answer 200 before it resolved `Ok`.
@@ -68,9 +69,10 @@ pub async fn consume(
     plan: &QuotaPlan,
     now: UnixTime,
     info: &RequestInfo,
-) -> Result<(Headers, ration_counters::Durable), OAuthError> {
+    headers: &mut HeaderMap,
+) -> Result<ration_counters::Durable, OAuthError> {
     if plan.is_empty() {
-        return Ok((Vec::new(), Box::pin(std::future::ready(Ok(())))));
+        return Ok(Box::pin(std::future::ready(Ok(()))));
     }
     match state.counters.consume_deferred(plan).await {
         Ok((Consumption::Granted { after, degraded }, durable)) => {
@@ -80,7 +82,10 @@ pub async fn consume(
                 degraded_warning(state, decision, now, info);
             }
             warn_on_thresholds(state, decision, plan, &after, now, info);
-            Ok((quota_headers(plan, &after, now), durable))
+            quota_headers(plan, &after, now, |name, value| {
+                headers.insert(name, value);
+            });
+            Ok(durable)
         }
         Ok((Consumption::Rejected { exhausted, used }, _)) => {
             state.metrics.quota_rejected(plan, exhausted);
@@ -94,19 +99,31 @@ pub async fn consume(
 }
 
 /// `Auth0-Client-Quota-Limit`, `Auth0-Organization-Quota-Limit` (only for quotas that apply), and
-/// the IETF `RateLimit-Policy` / `RateLimit` fields for the tightest enforced bucket.
+/// the IETF `RateLimit-Policy` / `RateLimit` fields for the tightest enforced bucket, added to
+/// `out`.
 ///
 /// Every token with a quota pays for this, so it is one pass over the plan writing straight into
-/// the values, integers through `itoa`, each window's reset computed once and the fixed parts as
+/// one buffer, integers through `itoa`, each window's reset computed once and the fixed parts as
 /// static text: an instruction profile had this function at a third of the quota path's cost with
-/// `format!`, and still at the largest part of it with a pass per entity.
-fn quota_headers(plan: &QuotaPlan, counts: &[u64], now: UnixTime) -> Headers {
-    let mut headers = Vec::with_capacity(4);
+/// `format!`, and still at the largest part of it with a pass per entity. The values are slices
+/// of that one buffer: copied into a header value each, they cost an allocation and a copy per
+/// header, and a temporary list of them another allocation.
+fn quota_headers(plan: &QuotaPlan, counts: &[u64], now: UnixTime, mut add: impl FnMut(HeaderName, HeaderValue)) {
+    // At most four values: both entities' quota headers and the two IETF fields.
+    let mut spans: [Option<(HeaderName, usize)>; 4] = [const { None }; 4];
+    let mut n_spans = 0;
+    let mut end_span = |buf: &String, name: HeaderName| {
+        if let Some(span) = spans.get_mut(n_spans) {
+            *span = Some((name, buf.len()));
+            n_spans += 1;
+        }
+    };
     // A client's and its organization's buckets of one window reset together.
     let resets = Window::ALL.map(|w| w.secs_to_reset(now));
-    // One buffer for every value: the plan lists an entity's buckets together (client first), so
-    // a value is complete when the entity changes.
-    let mut buf = String::with_capacity(128);
+    // The plan lists an entity's buckets together (client first), so a value is complete when the
+    // entity changes.
+    // Never grown: three entries of at most 56 bytes per entity and the two IETF values fit.
+    let mut buf = String::with_capacity(512);
     let mut entity = None;
     // Tightest: fewest tokens left; among equals, the one that resets last (the first one wins
     // a full tie).
@@ -118,8 +135,7 @@ fn quota_headers(plan: &QuotaPlan, counts: &[u64], now: UnixTime) -> Headers {
         if entity == Some(bucket.key.entity) {
             buf.push(',');
         } else if let Some(done) = entity.replace(bucket.key.entity) {
-            push(&mut headers, header_name(done), &buf);
-            buf.clear();
+            end_span(&buf, header_name(done));
         }
         write_header_entry(&mut buf, window, bucket.limit, remaining, resets[window.index()]);
         if bucket.enforce && tightest.is_none_or(|(best, left)| rank(bucket, remaining) < rank(best, left)) {
@@ -127,27 +143,36 @@ fn quota_headers(plan: &QuotaPlan, counts: &[u64], now: UnixTime) -> Headers {
         }
     }
     if let Some(done) = entity {
-        push(&mut headers, header_name(done), &buf);
+        end_span(&buf, header_name(done));
     }
     if let Some((bucket, remaining)) = tightest {
         let mut num = itoa::Buffer::new();
         let window = bucket.key.window;
-        buf.clear();
-        buf.push_str(ratelimit_name(bucket.key.entity, window));
-        let policy = buf.len();
+        let name = ratelimit_name(bucket.key.entity, window);
+        buf.push_str(name);
         buf.push_str(";q=");
         buf.push_str(num.format(bucket.limit));
         buf.push_str(";w=");
         buf.push_str(window.len_secs_str());
-        push(&mut headers, RATELIMIT_POLICY, &buf);
-        buf.truncate(policy);
+        end_span(&buf, RATELIMIT_POLICY);
+        buf.push_str(name);
         buf.push_str(";r=");
         buf.push_str(num.format(remaining));
         buf.push_str(";t=");
         buf.push_str(num.format(resets[window.index()]));
-        push(&mut headers, RATELIMIT, &buf);
+        end_span(&buf, RATELIMIT);
     }
-    headers
+    let all = Bytes::from(buf);
+    let mut start = 0;
+    for (name, end) in spans.into_iter().flatten() {
+        // SAFETY: the function's one requirement is valid UTF-8; `all` is a `String`'s bytes, all
+        // ASCII, so any slice of it is. (The text is static ASCII and digits, so also a valid field
+        // value; debug builds check that.)
+        #[allow(unsafe_code)]
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(all.slice(start..end)) };
+        add(name, value);
+        start = end;
+    }
 }
 
 fn header_name(entity: EntityKind) -> HeaderName {
@@ -177,7 +202,8 @@ fn push(headers: &mut Headers, name: HeaderName, value: &str) {
 
 /// The 429. Its `feccft` event is written by the token handler, like every other failure's.
 fn rejection(plan: &QuotaPlan, used: &[u64], exhausted: usize, now: UnixTime) -> OAuthError {
-    let mut headers = quota_headers(plan, used, now);
+    let mut headers = Vec::with_capacity(8);
+    quota_headers(plan, used, now, |name, value| headers.push((name, value)));
     let Some(bucket) = plan.buckets.get(exhausted) else {
         return OAuthError { error: TokenError::QuotaExceeded(EntityKind::Client), headers };
     };
@@ -271,6 +297,12 @@ mod tests {
         headers.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect()
     }
 
+    fn headers_of(plan: &QuotaPlan, counts: &[u64], now: UnixTime) -> Headers {
+        let mut headers = Vec::new();
+        quota_headers(plan, counts, now, |name, value| headers.push((name, value)));
+        headers
+    }
+
     #[test]
     fn headers_carry_both_entities_and_the_tightest_enforced_bucket() {
         // 30.25 s past an hour (3570 s to its reset, 57570 s to the day's).
@@ -283,7 +315,7 @@ mod tests {
         let plan = QuotaPlan::new(Some(("c1", &client)), Some(("o1", &org)), now);
         let (hour, day) = (Window::Hour.secs_to_reset(now), Window::Day.secs_to_reset(now));
         assert_eq!(
-            values(&quota_headers(&plan, &[3, 3, 3], now)),
+            values(&headers_of(&plan, &[3, 3, 3], now)),
             vec![
                 (CLIENT_HEADER, format!("b=per_hour;q=10;r=7;t={hour},b=per_day;q=50;r=47;t={day}").as_str()),
                 (ORG_HEADER, format!("b=per_hour;q=5;r=2;t={hour}").as_str()),
@@ -295,12 +327,12 @@ mod tests {
         // Equal room left: the bucket that resets last is the tighter. Unenforced ones never are.
         let (client, org) = (quota(true, Some(10), Some(10)), quota(false, Some(1), None));
         let plan = QuotaPlan::new(Some(("c1", &client)), Some(("o1", &org)), now);
-        let headers = quota_headers(&plan, &[3, 3, 1], now);
+        let headers = headers_of(&plan, &[3, 3, 1], now);
         assert_eq!(values(&headers)[2], ("ratelimit-policy", "\"client_per_day\";q=10;w=86400"));
         assert_eq!(values(&headers)[3].1, format!("\"client_per_day\";r=7;t={day}"));
 
         // No organization quota: no organization header.
         let plan = QuotaPlan::new(Some(("c1", &client)), None, now);
-        assert!(quota_headers(&plan, &[0, 0], now).iter().all(|(n, _)| n.as_str() != ORG_HEADER));
+        assert!(headers_of(&plan, &[0, 0], now).iter().all(|(n, _)| n.as_str() != ORG_HEADER));
     }
 }

@@ -181,7 +181,10 @@ async fn exchange(
     let custom = ran.as_ref().map_or(&no_claims, |r| &r.custom_claims);
     // Consume before signing: a client over its quota costs a count, not a signature. Should
     // signing then fail, the count stays, the safe direction (as after a crash).
-    let (quota_headers, counted) = crate::quota::consume(state, &decision, &plan, now, info).await?;
+    // Sized once for the three fixed headers and up to four quota headers: grown insert by
+    // insert, it rehashed on every token with quota headers.
+    let mut headers = HeaderMap::with_capacity(7);
+    let counted = crate::quota::consume(state, &decision, &plan, now, info, &mut headers).await?;
     let minted = mint(state, &decision, now, custom)?;
 
     // The token exists only once its count and its event are durable: an operator counting
@@ -218,15 +221,9 @@ async fn exchange(
         expires_in: minted.expires_in,
         scope: minted.scope,
     };
-    // The header map is sized once: grown insert by insert, it rehashed on every token with
-    // quota headers.
-    let mut headers = HeaderMap::with_capacity(3 + quota_headers.len());
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    for (name, value) in quota_headers {
-        headers.insert(name, value);
-    }
     let mut response = Response::new(Body::from(body.to_json()));
     *response.headers_mut() = headers;
     Ok(response)
