@@ -7,11 +7,19 @@
 //! token is returned only after a group that holds its bucket's count (or a higher one) is
 //! written, so after `kill -9` and restart the replayed counts include every token any client
 //! received.
+//!
+//! The token path already waits for one group commit, its `seccft` event's. The event log's writer
+//! therefore also writes the lines owed here, at the start of each of its groups
+//! ([`EmbeddedCounters::flusher`]), and a consumption's durable future looks first whether that
+//! has already covered it: the token then waits for no second group, ticket or wake-up (a second
+//! group commit was the largest part of what quotas cost a token besides the header text). The
+//! future falls back to a group of its own, so it is correct whoever else writes or fails to.
 
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use async_trait::async_trait;
 use ration_domain::quota::QuotaPlan;
@@ -34,12 +42,18 @@ use journal::{Counts, Owed, Slot};
 struct Table {
     counts: Counts,
     owed: Owed,
+    /// Grants so far: grant `n` owes its lines from the moment it gets this number.
+    grants: u64,
 }
 
 pub struct EmbeddedCounters {
     /// std mutex: held for a few hash lookups, never across an `.await`.
     table: Arc<Mutex<Table>>,
-    journal: Arc<GroupCommit<Writer>>,
+    /// Shared by this instance's own group commit and the event log's ([`Self::flusher`]).
+    writer: Arc<Mutex<Writer>>,
+    /// Every grant up to this number is in the journal.
+    durable: Arc<AtomicU64>,
+    journal: Arc<GroupCommit<JournalSink>>,
 }
 
 impl EmbeddedCounters {
@@ -50,17 +64,36 @@ impl EmbeddedCounters {
         let counts = journal::replay(path, now).map_err(io)?;
         let file = journal::rewrite(path, &counts, durability == Durability::Fsync).map_err(io)?;
         tracing::info!(n_buckets = counts.len(), path = %path.display(), "counters recovered");
-        let table = Arc::new(Mutex::new(Table { counts, owed: Owed::default() }));
-        let writer = Writer {
+        let table = Arc::new(Mutex::new(Table { counts, ..Table::default() }));
+        let durable = Arc::new(AtomicU64::new(0));
+        let writer = Arc::new(Mutex::new(Writer {
             path: path.to_owned(),
             file,
             durability,
             table: table.clone(),
+            durable: durable.clone(),
             written: 0,
             spare: Vec::new(),
             text: String::new(),
-        };
-        Ok(EmbeddedCounters { table, journal: GroupCommit::start(writer) })
+        }));
+        let journal = GroupCommit::start(JournalSink(writer.clone()));
+        Ok(EmbeddedCounters { table, writer, durable, journal })
+    }
+
+    /// Writes the lines owed so far, for a group commit that the token path waits for anyway (the
+    /// event log's): grants it covers are then durable without a group of their own. Never waits:
+    /// when this instance's own group is being written, it returns at once and leaves the rest to
+    /// that group. A failure is logged and left to the grants' own groups, which retry it.
+    pub fn flusher(&self) -> impl Fn() + Send + Sync + 'static {
+        let writer = self.writer.clone();
+        move || match writer.try_lock() {
+            Ok(mut writer) => {
+                let _ = writer.flush();
+            }
+            Err(TryLockError::WouldBlock) => {}
+            // A panic mid-write elsewhere: the grants' own groups report it.
+            Err(TryLockError::Poisoned(_)) => {}
+        }
     }
 
     /// Forgets buckets whose window has ended; they can never be counted again.
@@ -104,9 +137,9 @@ impl Counters for EmbeddedCounters {
                 Box::pin(std::future::ready(Ok(()))),
             ));
         }
-        let after = {
+        let (after, grant) = {
             let mut guard = self.lock()?;
-            let Table { counts, owed } = &mut *guard;
+            let Table { counts, owed, grants } = &mut *guard;
             // One pass, one lookup per bucket: each is checked and counted in turn, and a full one
             // undoes those counted before it. Checking them all first cost a second lookup per
             // bucket on every grant; the undo costs it only on a rejection.
@@ -130,16 +163,23 @@ impl Counters for EmbeddedCounters {
                 after.push(slot.count);
                 owed.note(slot);
             }
-            after
+            *grants += 1;
+            (after, *grants)
         };
-        // Queued after the increments and their owed lines: the group that takes this ticket
-        // takes the owed lines after it, so it writes them unless an earlier group already did.
-        let ticket = self.journal.append(());
-        // If the write fails the in-memory increment stays: counting a token that was never
-        // issued is safe, issuing one that is not counted is not.
-        let journal = self.journal.clone();
-        let durable: crate::Durable =
-            Box::pin(async move { journal.wait(ticket).await.map_err(CounterError::Unavailable) });
+        let (journal, written) = (self.journal.clone(), self.durable.clone());
+        let durable: crate::Durable = Box::pin(async move {
+            // A write that took the owed lines after this grant numbered itself wrote its lines
+            // (or higher counts of its buckets): typically the event log's group, awaited first.
+            if written.load(Ordering::Acquire) >= grant {
+                return Ok(());
+            }
+            // Queued after the increments and their owed lines: the group that takes this ticket
+            // takes the owed lines after it, so it writes them unless an earlier group already did.
+            // If the write fails the in-memory increment stays: counting a token that was never
+            // issued is safe, issuing one that is not counted is not.
+            let ticket = journal.append(());
+            journal.wait(ticket).await.map_err(CounterError::Unavailable)
+        });
         Ok((Consumption::Granted { after, degraded: false }, durable))
     }
 
@@ -153,20 +193,36 @@ struct Writer {
     file: File,
     durability: Durability,
     table: Arc<Mutex<Table>>,
+    /// [`EmbeddedCounters::durable`].
+    durable: Arc<AtomicU64>,
+    /// Bytes appended since the file was last rewritten.
     written: u64,
     /// Buffers kept between groups, so that a warm writer does not allocate.
     spare: Vec<(Arc<str>, u64)>,
     text: String,
 }
 
-impl Sink for Writer {
-    /// A ticket only: what a group writes is whatever the table owes when the group is written.
+/// This instance's own group commit: a ticket only, since what a group writes is whatever the
+/// table owes when the group is written.
+struct JournalSink(Arc<Mutex<Writer>>);
+
+impl Sink for JournalSink {
     type Item = ();
 
     fn write(&mut self, _tickets: Vec<()>) -> Result<(), String> {
+        match self.0.lock() {
+            Ok(mut writer) => writer.flush(),
+            Err(_) => Err("counter journal writer poisoned".into()),
+        }
+    }
+}
+
+impl Writer {
+    /// Writes every line owed so far; on success, every grant numbered by then is durable.
+    fn flush(&mut self) -> Result<(), String> {
         let spare = std::mem::take(&mut self.spare);
-        let mut owed = match self.table.lock() {
-            Ok(mut table) => table.owed.take(spare),
+        let (mut owed, grants) = match self.table.lock() {
+            Ok(mut table) => (table.owed.take(spare), table.grants),
             Err(_) => return Err("counter state poisoned".into()),
         };
         let written = self.write_lines(&owed);
@@ -182,14 +238,14 @@ impl Sink for Writer {
             tracing::error!(error = %e, path = %self.path.display(), "counter journal write failed");
             format!("counter journal write failed: {e}")
         })?;
+        // Writes are serialized by the writer's lock, so the number only grows.
+        self.durable.store(grants, Ordering::Release);
         if self.written >= COMPACT_AT_BYTES {
             self.compact();
         }
         Ok(())
     }
-}
 
-impl Writer {
     fn write_lines(&mut self, owed: &[(Arc<str>, u64)]) -> std::io::Result<()> {
         if owed.is_empty() {
             // Every ticket of this group was covered by an earlier group's lines.
@@ -299,6 +355,35 @@ mod tests {
             assert!(matches!(counters.consume(&other).await.unwrap(), Consumption::Granted { .. }));
         }
         let counters = EmbeddedCounters::open(&path, Durability::Process, now).unwrap();
+        assert_eq!(counters.peek(&keys).await.unwrap(), vec![2, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_flush_by_the_event_log_makes_grants_durable_without_a_group_of_their_own() {
+        use std::task::{Context, Poll, Waker};
+
+        let now = UnixTime::from_secs(1_800_000_000);
+        let path = temp_path("flusher");
+        let mut cx = Context::from_waker(Waker::noop());
+        {
+            let counters = EmbeddedCounters::open(&path, Durability::Process, now).unwrap();
+            let flush = counters.flusher();
+            let (granted, mut durable) = counters.consume_deferred(&plan(now, 10, true)).await.unwrap();
+            assert_eq!(granted, Consumption::Granted { after: vec![1, 1], degraded: false });
+            flush();
+            assert!(
+                matches!(durable.as_mut().poll(&mut cx), Poll::Ready(Ok(()))),
+                "written by the flush: durable at once, with no ticket and no wait"
+            );
+            // Not covered by a flush: it joins a group of its own.
+            let (_, mut durable) = counters.consume_deferred(&plan(now, 10, true)).await.unwrap();
+            assert!(durable.as_mut().poll(&mut cx).is_pending());
+            durable.await.unwrap();
+            // A flush with nothing owed writes nothing and keeps what was written.
+            flush();
+        }
+        let counters = EmbeddedCounters::open(&path, Durability::Process, now).unwrap();
+        let keys: Vec<_> = plan(now, 10, true).buckets.iter().map(|b| b.key.clone()).collect();
         assert_eq!(counters.peek(&keys).await.unwrap(), vec![2, 2]);
     }
 

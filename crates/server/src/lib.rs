@@ -140,6 +140,7 @@ impl Server {
             clock.set_offset_millis(config.clock_offset_millis);
         }
         let now = clock::Clock::now(clock.as_ref());
+        let mut counter_flush: Option<events::BeforeGroup> = None;
         let counters: Arc<dyn Counters> = match &config.redis_url {
             Some(url) => Arc::new(
                 RedisCounters::connect(url, &config.redis_prefix, config.quota_store_failure)
@@ -152,6 +153,7 @@ impl Server {
                         .map_err(|e| StartError::Setup(e.to_string()))?,
                 );
                 spawn_pruning(embedded.clone(), clock.clone());
+                counter_flush = Some(Box::new(embedded.flusher()));
                 embedded
             }
         };
@@ -165,8 +167,9 @@ impl Server {
         // to it (another instance could not replay this one's journal).
         let journal = (!store.is_shared())
             .then(|| events::JournalConfig { dir: config.data_dir.clone(), durability: config.durability });
-        let events =
-            events::EventLog::open(store.clone(), journal).await.map_err(|e| StartError::Setup(e.to_string()))?;
+        let events = events::EventLog::open(store.clone(), journal, counter_flush)
+            .await
+            .map_err(|e| StartError::Setup(e.to_string()))?;
         let clock_for_streams = clock.clone();
         let deliveries = ration_logstream::Deliveries::start(
             store.clone(),

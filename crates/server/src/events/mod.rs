@@ -75,6 +75,9 @@ const FLUSH_WAIT: Duration = Duration::from_secs(5);
 /// and log-stream deliveries see events this much later at most; a reader cuts it short.
 const INGEST_LINGER: Duration = Duration::from_millis(100);
 
+/// Work done at the start of each group's write ([`EventLog::open`]).
+pub type BeforeGroup = Box<dyn Fn() + Send + Sync>;
+
 /// Where the embedded store's events are journaled.
 pub struct JournalConfig {
     pub dir: PathBuf,
@@ -93,7 +96,15 @@ impl EventLog {
     /// Replays what the journal holds into the store (with `journal`), then starts the writer.
     /// The store's newest `log_id` seeds the id sequence, so ids keep increasing across restarts
     /// even with a clock that stepped back.
-    pub async fn open(store: Arc<dyn ConfigStore>, journal: Option<JournalConfig>) -> Result<EventLog, EventLogError> {
+    ///
+    /// `before_group` runs at the start of every group's write: the embedded quota counters write
+    /// their own journal there, so that a token, which waits for its `seccft` event's group
+    /// anyway, needs no second group commit for its count (see `ration_counters::EmbeddedCounters`).
+    pub async fn open(
+        store: Arc<dyn ConfigStore>,
+        journal: Option<JournalConfig>,
+        before_group: Option<BeforeGroup>,
+    ) -> Result<EventLog, EventLogError> {
         let segment = match journal {
             Some(config) => Some(replay(store.as_ref(), &config).await?),
             None => None,
@@ -116,7 +127,7 @@ impl EventLog {
         let urgent = Arc::new(Notify::new());
         let linger = journaled.then_some(INGEST_LINGER);
         tokio::spawn(ingest_loop(store, ingest_rx, stored_tx, linger, urgent.clone()));
-        let writer = Writer { segment, instance_tag, seq: 0, last_millis, ingest: ingest_tx };
+        let writer = Writer { segment, instance_tag, seq: 0, last_millis, ingest: ingest_tx, before_group };
         let group = GroupCommit::start(writer);
         Ok(EventLog { group, journaled, sent: Arc::new(AtomicU64::new(0)), stored, urgent })
     }
@@ -313,12 +324,16 @@ struct Writer {
     /// The last millisecond used in an id, so ids increase even if the clock steps back.
     last_millis: i64,
     ingest: mpsc::UnboundedSender<Group>,
+    before_group: Option<BeforeGroup>,
 }
 
 impl Sink for Writer {
     type Item = Pending;
 
     fn write(&mut self, group: Vec<Pending>) -> Result<(), String> {
+        if let Some(before_group) = &self.before_group {
+            before_group();
+        }
         let mut events = Vec::with_capacity(group.len());
         let mut acks = Vec::new();
         for pending in group {
@@ -506,7 +521,7 @@ mod tests {
             json: "{}".into(),
         };
         store.append_events(&[event]).await.expect("append");
-        let events = EventLog::open(store.clone(), None).await.expect("open");
+        let events = EventLog::open(store.clone(), None, None).await.expect("open");
         let info = RequestInfo::default();
         for back in [3_600_000, 0] {
             assert!(
