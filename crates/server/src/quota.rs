@@ -61,8 +61,9 @@ fn unavailable(CounterError::Unavailable(detail): CounterError) -> OAuthError {
 /// Consumes one token from every bucket of `plan`. On success adds the quota headers to
 /// `headers` (the 200's); on rejection, returns the 429 with its headers.
 ///
-/// The returned future resolves once the consumption is durable; the caller awaits it together
-/// with its other durable writes and must not answer 200 before it resolved `Ok`.
+/// The returned future resolves once the consumption is durable; the caller must not answer 200
+/// before it resolved `Ok`. Awaited after the request's `seccft` event, it usually finds the
+/// event's group commit already wrote the count (see `ration_counters::EmbeddedCounters`).
 pub async fn consume(
     state: &AppState,
     decision: &Decision,
@@ -99,8 +100,8 @@ pub async fn consume(
 }
 
 /// `Auth0-Client-Quota-Limit`, `Auth0-Organization-Quota-Limit` (only for quotas that apply), and
-/// the IETF `RateLimit-Policy` / `RateLimit` fields for the tightest enforced bucket, added to
-/// `out`.
+/// the IETF `RateLimit-Policy` / `RateLimit` fields for the tightest enforced bucket, each handed
+/// to `add`.
 ///
 /// Every token with a quota pays for this, so it is one pass over the plan writing straight into
 /// one buffer, integers through `itoa`, each window's reset computed once and the fixed parts as
@@ -120,9 +121,9 @@ fn quota_headers(plan: &QuotaPlan, counts: &[u64], now: UnixTime, mut add: impl 
     };
     // A client's and its organization's buckets of one window reset together.
     let resets = Window::ALL.map(|w| w.secs_to_reset(now));
-    // The plan lists an entity's buckets together (client first), so a value is complete when the
-    // entity changes.
-    // Never grown: three entries of at most 56 bytes per entity and the two IETF values fit.
+    // One buffer for every value, never grown: three entries of at most 56 bytes per entity and the
+    // two IETF values fit. The plan lists an entity's buckets together (client first), so a value
+    // is complete when the entity changes.
     let mut buf = String::with_capacity(512);
     let mut entity = None;
     // Tightest: fewest tokens left; among equals, the one that resets last (the first one wins
