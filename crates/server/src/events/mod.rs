@@ -546,6 +546,37 @@ mod tests {
         assert_eq!(all.total, 2, "both new events sort after the stored one ({newest} vs {last})");
     }
 
+    /// The wiring `Server::build` makes for the embedded counters: the event group a token waits
+    /// for writes its count too, so the count's own wait resolves at its first poll.
+    #[tokio::test]
+    async fn an_event_group_writes_the_counts_owed_before_it() {
+        use std::task::{Context, Poll, Waker};
+
+        use ration_counters::{Counters, Durability, EmbeddedCounters};
+        use ration_domain::{QuotaLimits, TokenQuota, quota::QuotaPlan};
+
+        let dir = std::env::temp_dir().join(format!("ration-events-flush-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let now = UnixTime::from_secs(1_800_000_000);
+        let counters =
+            EmbeddedCounters::open(&dir.join("counters.journal"), Durability::Process, now).expect("counters");
+        let store: Arc<dyn ConfigStore> = Arc::new(ration_store::SqliteStore::open_in_memory().await.expect("store"));
+        let events = EventLog::open(store, None, Some(Box::new(counters.flusher()))).await.expect("open");
+        let quota =
+            TokenQuota { enforce: true, limits: QuotaLimits { per_minute: None, per_hour: Some(5), per_day: None } };
+        let plan = QuotaPlan::new(Some(("c1", &quota)), None, now);
+
+        let (_, mut counted) = counters.consume_deferred(&plan).await.expect("consume");
+        assert!(events.emit_durable(now, &RequestInfo::default(), json!({"type": "seccft"})).await);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(counted.as_mut().poll(&mut cx), Poll::Ready(Ok(()))), "written with the event's group");
+        drop(counters);
+        let reopened = EmbeddedCounters::open(&dir.join("counters.journal"), Durability::Process, now).expect("reopen");
+        assert_eq!(reopened.peek_plan(&plan).await.expect("peek"), vec![1], "the count reached the journal");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn log_ids_are_what_format_would_print() {
         for (millis, tag, seq) in [
