@@ -72,7 +72,7 @@ struct Args {
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
     /// Each scenario's measured time is cut into this many slices, run in turns with the other
-    /// scenarios of its server (A B C A B C …) and added up. The VMs this runs on drift by several
+    /// scenarios, of its server and of the other population's (A B C A B C …), and added up. The VMs this runs on drift by several
     /// percent within a minute; run one after the other, two scenarios differ by that drift as
     /// well as by what they measure (the cost of quotas, 5 % at most, was lost in it).
     #[arg(long, default_value_t = 5)]
@@ -250,13 +250,20 @@ async fn run(mut args: Args) -> Result<u64> {
     if plan.floor {
         rows.push(run_floor(&args, temp.path()).await.context("the floor scenario")?);
     }
-    let mut servers = Vec::new();
+    // Every population's server is set up first and all of them stay up, so that the rounds below
+    // take turns across servers too: es256-quota and es256-quota-10k are then measured in the same
+    // minutes, as pairs, instead of one server's rounds after the other's.
+    let mut prepared = Vec::new();
     for population in [Population::Small, Population::Large] {
         if plan.needs(population) {
-            let (facts, mut more) = run_population(&args, &plan, population, &bin, temp.path()).await?;
-            servers.push(facts);
-            rows.append(&mut more);
+            prepared.push(prepare(&args, &plan, population, &bin, temp.path()).await?);
         }
+    }
+    rows.append(&mut run_rounds(&args, &plan, &prepared).await?);
+    let mut servers = Vec::new();
+    for p in prepared {
+        p.srv.stop().await?;
+        servers.push(p.facts);
     }
 
     let results = results_table(&rows, store, args.concurrency);
@@ -289,14 +296,17 @@ async fn run(mut args: Args) -> Result<u64> {
     Ok(failures)
 }
 
-/// Starts, sets up and measures one population's server; runs its load scenarios.
-async fn run_population(
-    args: &Args,
-    plan: &Plan,
+/// A population's server, set up, measured idle and ready for load.
+struct Prepared {
     population: Population,
-    bin: &Path,
-    temp: &Path,
-) -> Result<(ServerFacts, Vec<Row>)> {
+    srv: Server,
+    mgmt: Mgmt,
+    setup: setup::Setup,
+    facts: ServerFacts,
+}
+
+/// Starts and sets up one population's server and measures its startup and idle memory.
+async fn prepare(args: &Args, plan: &Plan, population: Population, bin: &Path, temp: &Path) -> Result<Prepared> {
     let (label, n) = match population {
         Population::Small => ("small", args.clients),
         Population::Large => ("large", args.many_clients),
@@ -328,21 +338,33 @@ async fn run_population(
         restart = Some((srv.startup, srv.rss()?));
         println!("restart with {n} clients per set: listening after {:.0} ms", srv.startup.as_secs_f64() * 1e3);
     }
+    let facts =
+        ServerFacts { population: label, clients: n, setup: setup.elapsed, startup_fresh, rss_idle_setup, restart };
+    Ok(Prepared { population, srv, mgmt, setup, facts })
+}
 
+/// Runs every load scenario on its population's server: in rounds that take turns across all
+/// scenarios and servers, then the half-load runs, then the scenarios with an Action.
+async fn run_rounds(args: &Args, plan: &Plan, prepared: &[Prepared]) -> Result<Vec<Row>> {
     let half_load = if args.half_load.trim().is_empty() { Plan::default() } else { scenario::parse(&args.half_load)? };
     let mut rows = Vec::new();
-    // An Action binding applies to every client, so the scenarios with it run last, in rounds of
-    // their own.
-    let (plain, with_action): (Vec<LoadScenario>, Vec<LoadScenario>) =
-        plan.load.iter().filter(|s| s.population == population).partition(|s| !s.action);
-    for (group, bind) in [(plain, false), (with_action, true)] {
+    // An Action binding applies to every client of its server, so the scenarios with one run
+    // last, in rounds of their own.
+    for bind in [false, true] {
+        let group: Vec<(&Prepared, LoadScenario)> = prepared
+            .iter()
+            .flat_map(|p| plan.load.iter().filter(move |s| s.population == p.population).map(move |&s| (p, s)))
+            .filter(|(_, s)| s.action == bind)
+            .collect();
         if group.is_empty() {
             continue;
         }
         if bind {
-            setup::bind_trivial_action(&mgmt)
-                .await
-                .with_context(|| format!("binding the Action; server log:\n{}", srv.log_tail()))?;
+            for p in prepared.iter().filter(|p| group.iter().any(|(q, _)| q.population == p.population)) {
+                setup::bind_trivial_action(&p.mgmt)
+                    .await
+                    .with_context(|| format!("binding the Action; server log:\n{}", p.srv.log_tail()))?;
+            }
         }
         let mut merged: Vec<Option<Row>> = group.iter().map(|_| None).collect();
         for round in 0..args.rounds {
@@ -352,30 +374,28 @@ async fn run_population(
                 sign_secs: args.sign_secs / args.rounds as f64,
                 ..args.clone()
             };
-            for (&scenario, merged) in group.iter().zip(&mut merged) {
-                let clients = setup.set(scenario.limits);
-                let context = || format!("scenario {}; server log:\n{}", scenario.name(), srv.log_tail());
-                let row = run_scenario(&slice, &srv, scenario, clients, None).await.with_context(context)?;
+            for (&(p, scenario), merged) in group.iter().zip(&mut merged) {
+                let clients = p.setup.set(scenario.limits);
+                let context = || format!("scenario {}; server log:\n{}", scenario.name(), p.srv.log_tail());
+                let row = run_scenario(&slice, &p.srv, scenario, clients, None).await.with_context(context)?;
                 match merged {
                     Some(sum) => sum.absorb(row),
                     None => *merged = Some(row),
                 }
             }
         }
-        for (&scenario, max) in group.iter().zip(merged.into_iter().flatten()) {
+        for (&(p, scenario), max) in group.iter().zip(merged.into_iter().flatten()) {
             let half = max.outcome.ok as f64 / max.window.as_secs_f64() / 2.0;
             rows.push(max);
             if half_load.load.contains(&scenario) && half >= 1.0 {
-                let clients = setup.set(scenario.limits);
-                let context = || format!("scenario {} at half load; server log:\n{}", scenario.name(), srv.log_tail());
-                rows.push(run_scenario(args, &srv, scenario, clients, Some(half)).await.with_context(context)?);
+                let clients = p.setup.set(scenario.limits);
+                let context =
+                    || format!("scenario {} at half load; server log:\n{}", scenario.name(), p.srv.log_tail());
+                rows.push(run_scenario(args, &p.srv, scenario, clients, Some(half)).await.with_context(context)?);
             }
         }
     }
-    srv.stop().await?;
-    let facts =
-        ServerFacts { population: label, clients: n, setup: setup.elapsed, startup_fresh, rss_idle_setup, restart };
-    Ok((facts, rows))
+    Ok(rows)
 }
 
 /// Lets background work of setup (journal, event log, allocator) settle before reading RSS. Two
@@ -622,8 +642,8 @@ fn markdown(args: &Args, raw: &BTreeMap<Alg, f64>, results: &Table, lifecycle: &
     let command: Vec<String> = std::env::args().collect();
     let mut out = format!("Command: `{}`\n\n", command.join(" "));
     out.push_str(&format!(
-        "{} connections, {} s warm-up, {} s measured per scenario in {} rounds (the scenarios of a server \
-         take turns).\n\n",
+        "{} connections, {} s warm-up, {} s measured per scenario in {} rounds (all scenarios, of \
+         both servers, take turns).\n\n",
         args.concurrency, args.warmup, args.duration, args.rounds
     ));
     if !results.rows.is_empty() {
