@@ -144,7 +144,14 @@ impl SqliteStore {
             // `pwrite`s per indexed event, more system calls than the token path's own
             // (docs/benchmarks.md). The same setting holds sorts that no index serves; every list
             // query is paged, so those stay small.
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Checkpoint the WAL into the database every 10 000 pages (~40 MiB) instead of 1 000:
+            // each event-indexing transaction rewrites the tail pages of the event indexes (up to
+            // 64 in `events_client`), and a checkpoint after nearly every one copied those pages
+            // again each time. Measured with scripts/sqlite-events-bench.py: 5 % less CPU and 11 %
+            // fewer bytes written per indexed event with 10 000 clients, 2 % fewer bytes and the
+            // same CPU with 10 (docs/benchmarks.md). The price is a WAL file of up to ~40 MiB on disk.
+            .pragma("wal_autocheckpoint", "10000");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
