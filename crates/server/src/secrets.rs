@@ -35,8 +35,12 @@ impl SecretHasher {
     /// Constant-time check of a presented secret against a stored hash.
     pub fn verify(&self, secret: &str, stored: &str) -> bool {
         let Some(encoded) = stored.strip_prefix(SCHEME) else { return false };
-        let Ok(expected) = B64.decode(encoded) else { return false };
-        hmac::verify(&self.key, secret.as_bytes(), &expected).is_ok()
+        // Decoded on the stack: this runs on every token request, and a `Vec` per check was an
+        // allocation and a free on the hot path for 32 bytes. A longer (corrupt) hash fails to
+        // decode into the buffer and is rejected like any mismatch.
+        let mut expected = [0u8; 64];
+        let Ok(len) = B64.decode_slice(encoded, &mut expected) else { return false };
+        hmac::verify(&self.key, secret.as_bytes(), &expected[..len]).is_ok()
     }
 }
 
@@ -96,6 +100,11 @@ mod tests {
         assert!(!h.verify("s3cret ", &stored));
         assert!(!SecretHasher::new(&[8u8; 32]).verify("s3cret", &stored));
         assert!(!h.verify("s3cret", "garbage"));
+        // Corrupt stored forms: too long for the decode buffer, truncated, not base64.
+        let long = format!("{SCHEME}{}", "A".repeat(200));
+        assert!(!h.verify("s3cret", &long));
+        assert!(!h.verify("s3cret", &stored[..stored.len() - 4]));
+        assert!(!h.verify("s3cret", &format!("{SCHEME}!!!!")));
     }
 
     #[test]
