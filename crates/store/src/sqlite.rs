@@ -148,9 +148,9 @@ impl SqliteStore {
             // Checkpoint the WAL into the database every 10 000 pages (~40 MiB) instead of 1 000:
             // each event-indexing transaction rewrites the tail pages of the event indexes (up to
             // 64 in `events_client`), and a checkpoint after nearly every one copied those pages
-            // again each time. Measured with scripts/sqlite-events-bench.py: 5 % less CPU and 11 %
-            // fewer bytes written per indexed event with 10 000 clients, 2 % fewer bytes and the
-            // same CPU with 10 (docs/benchmarks.md). The price is a WAL file of up to ~40 MiB on disk.
+            // again each time. Measured with the `append_events` example of this crate: 3-8 % less
+            // CPU and 8-17 % less wall time per indexed event, with 10 or 10 000 clients
+            // (docs/benchmarks.md). The price is a WAL file of up to ~40 MiB on disk.
             .pragma("wal_autocheckpoint", "10000");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -782,7 +782,15 @@ impl ConfigStore for SqliteStore {
         // few fixed sizes (the largest that fits what is left) so that their SQL texts stay
         // prepared in sqlx's statement cache: one text per remainder (1 to 100 rows) evicted each
         // other, and re-preparing them cost ~6 k instructions per event.
-        const STATEMENT_ROWS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+        //
+        // Up to 512 rows (3 072 bound values, well under SQLite's 32 766): SQLite keeps a
+        // statement journal for each multi-row statement in a transaction, a copy of every page
+        // the statement modifies, and 64-row statements each copied the tail pages of the table
+        // and of every index again, ~3 pages per event with many clients (the `events_client`
+        // shards). 512-row statements cost 15-16 % less CPU per event, with 10 or 10 000 clients
+        // (`cargo run --release -p ration-store --example append_events`, docs/benchmarks.md);
+        // 2 048 rows gained nothing more.
+        const STATEMENT_ROWS: [usize; 10] = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let mut rest = events;
         while !rest.is_empty() {
