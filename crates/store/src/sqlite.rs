@@ -148,8 +148,8 @@ impl SqliteStore {
             // Checkpoint the WAL into the database every 10 000 pages (~40 MiB) instead of 1 000:
             // each event-indexing transaction rewrites the tail pages of the event indexes (up to
             // 64 in `events_client`), and a checkpoint after nearly every one copied those pages
-            // again each time. Measured with the `append_events` example of this crate: 3-8 % less
-            // CPU and 8-17 % less wall time per indexed event, with 10 or 10 000 clients
+            // again each time. Measured with the `append_events` example of this crate: 1-8 % less
+            // CPU and 4-17 % less wall time per indexed event, with 10 or 10 000 clients
             // (docs/benchmarks.md). The price is a WAL file of up to ~40 MiB on disk.
             .pragma("wal_autocheckpoint", "10000");
         let pool = SqlitePoolOptions::new()
