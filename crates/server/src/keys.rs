@@ -232,10 +232,12 @@ impl SigningKey {
 /// Every signing key this server knows, with the one to sign with per algorithm.
 #[derive(Default)]
 pub struct KeyRing {
-    by_kid: HashMap<String, Arc<SigningKey>>,
-    current: HashMap<SigningAlg, Arc<SigningKey>>,
+    // foldhash rather than SipHash: `sign` looks the current key up on every token, and only the
+    // server's own key rotation inserts.
+    by_kid: HashMap<String, Arc<SigningKey>, foldhash::fast::RandomState>,
+    current: HashMap<SigningAlg, Arc<SigningKey>, foldhash::fast::RandomState>,
     /// Published ahead of use: the key the next rotation makes current.
-    next: HashMap<SigningAlg, Arc<SigningKey>>,
+    next: HashMap<SigningAlg, Arc<SigningKey>, foldhash::fast::RandomState>,
     /// `/.well-known/jwks.json`, rendered once per change.
     jwks: Arc<str>,
 }

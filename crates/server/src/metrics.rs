@@ -154,7 +154,9 @@ fn bucket_index(entity: EntityKind, window: Window) -> usize {
 /// Exact per-client issued counts, bounded in size.
 #[derive(Default)]
 struct IssuedByClient {
-    counts: HashMap<String, u64>,
+    /// foldhash rather than SipHash, as the catalog's maps: it is looked up on every issued token,
+    /// and only authenticated clients (at most `MAX_TRACKED_CLIENTS`) are ever inserted.
+    counts: HashMap<String, u64, foldhash::fast::RandomState>,
     /// Tokens of clients that found the map full.
     untracked: u64,
 }
