@@ -7,7 +7,6 @@
 //! order of lines does not matter. A torn last line (a crash mid-write) is ignored: its increment
 //! was never acknowledged, so no client received that token.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -19,7 +18,7 @@ use ration_domain::{BucketKey, EntityKind, UnixTime, Window};
 /// bucket keys (once in consume, once more in the pre-check when Actions are bound), and the keys
 /// are our own ids, not attacker-chosen (an operator who can create clients can already exhaust
 /// anything).
-pub type Counts = HashMap<BucketKey, Slot, foldhash::fast::RandomState>;
+pub type Counts = foldhash::HashMap<BucketKey, Slot>;
 
 /// A bucket's count; 0 for a bucket never counted (or pruned).
 pub fn count(counts: &Counts, key: &BucketKey) -> u64 {

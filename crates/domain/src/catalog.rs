@@ -4,38 +4,35 @@
 //! request works on one consistent view without locks. Each index is behind its own `Arc`, so a
 //! change copies only the index it touches.
 
-use std::collections::{HashMap, HashSet};
-
-/// The catalog's maps hash with foldhash (randomly seeded per process) instead of std's SipHash:
-/// a token request looks up about a dozen keys here (client, API by audience, grant,
-/// organization by id or name, its grant association), and SipHash cost ~165 instructions a
-/// lookup, ~2.8 k per token with the counters' and metrics' lookups (callgrind,
-/// docs/benchmarks.md). SipHash's resistance to chosen-key flooding buys nothing here: only the
-/// Management API inserts keys, and requests only look them up.
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type Set<T> = HashSet<T, foldhash::fast::RandomState>;
 use std::sync::Arc;
+
+// foldhash's maps (randomly seeded per process) instead of std's SipHash: a token request looks up
+// about a dozen keys here (client, API by audience, grant, organization by id or name, its grant
+// association), and SipHash cost ~165 instructions a lookup, ~2.8 k per token with the counters'
+// and metrics' lookups (callgrind, docs/benchmarks.md). SipHash's resistance to chosen-key
+// flooding buys nothing here: only the Management API inserts keys, and requests only look them up.
+use foldhash::{HashMap, HashSet};
 
 use crate::entity::{Client, ClientCredential, ClientGrant, Organization, ResourceServer, TenantSettings};
 
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
-    clients: Arc<Map<String, Arc<Client>>>,
-    resource_servers: Arc<Map<String, Arc<ResourceServer>>>,
+    clients: Arc<HashMap<String, Arc<Client>>>,
+    resource_servers: Arc<HashMap<String, Arc<ResourceServer>>>,
     /// identifier (audience) -> resource server id
-    audiences: Arc<Map<String, String>>,
-    grants: Arc<Map<String, Arc<ClientGrant>>>,
+    audiences: Arc<HashMap<String, String>>,
+    grants: Arc<HashMap<String, Arc<ClientGrant>>>,
     /// client_id -> its grants (a client has few, so a scan is cheaper than a tuple key)
-    grants_by_client: Arc<Map<String, Vec<Arc<ClientGrant>>>>,
-    organizations: Arc<Map<String, Arc<Organization>>>,
+    grants_by_client: Arc<HashMap<String, Vec<Arc<ClientGrant>>>>,
+    organizations: Arc<HashMap<String, Arc<Organization>>>,
     /// organization name -> id
-    organization_names: Arc<Map<String, String>>,
+    organization_names: Arc<HashMap<String, String>>,
     /// organization id -> ids of the grants associated with it (nested rather than a tuple key, so
     /// the token path looks an association up by `&str` without allocating)
-    organization_grants: Arc<Map<String, Set<String>>>,
+    organization_grants: Arc<HashMap<String, HashSet<String>>>,
     tenant: Arc<TenantSettings>,
     /// client_id -> its private_key_jwt credentials
-    credentials: Arc<Map<String, Vec<Arc<ClientCredential>>>>,
+    credentials: Arc<HashMap<String, Vec<Arc<ClientCredential>>>>,
 }
 
 impl Catalog {

@@ -8,7 +8,6 @@
 //! strict verifiers match on); `kid` is the key's RFC 7638 thumbprint. `HS256` tokens are signed
 //! with the API's own `signing_secret` and have no `kid`.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,6 +18,7 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPa
 use aws_lc_rs::{digest, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use foldhash::HashMap;
 use ration_domain::{SigningAlg, UnixTime};
 use ration_store::StoredKey;
 use serde_json::json;
@@ -234,10 +234,10 @@ impl SigningKey {
 pub struct KeyRing {
     // foldhash rather than SipHash: `sign` looks the current key up on every token, and only the
     // server's own key rotation inserts.
-    by_kid: HashMap<String, Arc<SigningKey>, foldhash::fast::RandomState>,
-    current: HashMap<SigningAlg, Arc<SigningKey>, foldhash::fast::RandomState>,
+    by_kid: HashMap<String, Arc<SigningKey>>,
+    current: HashMap<SigningAlg, Arc<SigningKey>>,
     /// Published ahead of use: the key the next rotation makes current.
-    next: HashMap<SigningAlg, Arc<SigningKey>, foldhash::fast::RandomState>,
+    next: HashMap<SigningAlg, Arc<SigningKey>>,
     /// `/.well-known/jwks.json`, rendered once per change.
     jwks: Arc<str>,
 }

@@ -16,13 +16,13 @@
 //! organization ids and log-stream ids, so it must not be reachable from the public internet:
 //! expose it only on an internal network, or block the path at the reverse proxy.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use foldhash::HashMap;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -156,7 +156,7 @@ fn bucket_index(entity: EntityKind, window: Window) -> usize {
 struct IssuedByClient {
     /// foldhash rather than SipHash, as the catalog's maps: it is looked up on every issued token,
     /// and only authenticated clients (at most `MAX_TRACKED_CLIENTS`) are ever inserted.
-    counts: HashMap<String, u64, foldhash::fast::RandomState>,
+    counts: HashMap<String, u64>,
     /// Tokens of clients that found the map full.
     untracked: u64,
 }
