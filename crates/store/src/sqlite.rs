@@ -786,8 +786,7 @@ impl ConfigStore for SqliteStore {
         // Up to 512 rows (3 072 bound values, well under SQLite's 32 766): SQLite keeps a
         // statement journal for each multi-row statement in a transaction, a copy of every page
         // the statement modifies, and 64-row statements each copied the tail pages of the table
-        // and of every index again, ~3 pages per event with many clients (the `events_client`
-        // shards). 512-row statements cost 15-16 % less CPU per event, with 10 or 10 000 clients
+        // and of every index again (up to 64 `events_client` shards each), once per statement. 512-row statements cost 15-16 % less CPU per event, with 10 or 10 000 clients
         // (`cargo run --release -p ration-store --example append_events`, docs/benchmarks.md);
         // 2 048 rows gained nothing more.
         const STATEMENT_ROWS: [usize; 10] = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
