@@ -144,14 +144,10 @@ impl SqliteStore {
             // `pwrite`s per indexed event, more system calls than the token path's own
             // (docs/benchmarks.md). The same setting holds sorts that no index serves; every list
             // query is paged, so those stay small.
-            .pragma("temp_store", "memory")
-            // Checkpoint the WAL into the database every 10 000 pages (~40 MiB) instead of 1 000:
-            // each event-indexing transaction rewrites the tail pages of the event indexes (up to
-            // 64 in `events_client`), and a checkpoint after nearly every one copied those pages
-            // again each time. Measured with the `append_events` example of this crate: 1-8 % less
-            // CPU and 4-17 % less wall time per indexed event, with 10 or 10 000 clients
-            // (docs/benchmarks.md). The price is a WAL file of up to ~40 MiB on disk.
-            .pragma("wal_autocheckpoint", "10000");
+            .pragma("temp_store", "memory");
+        // `wal_autocheckpoint` stays at SQLite's 1 000 pages. 10 000 saved the event indexer 1-8 %
+        // of its CPU, but each checkpoint then copied ~40 MiB at once on one of the two cores, and
+        // the token endpoint's p99 at half load rose past 5 ms (docs/benchmarks.md, session 10).
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
