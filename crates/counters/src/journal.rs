@@ -161,7 +161,7 @@ fn decode(line: &str) -> Option<(BucketKey, u64)> {
     if fields.next().is_some() {
         return None;
     }
-    Some((BucketKey { entity, entity_id, window, window_start }, count))
+    Some((BucketKey { entity, entity_id: entity_id.as_str().into(), window, window_start }, count))
 }
 
 /// Reads the journal at `path` (missing file: empty), keeping the highest count of each bucket

@@ -14,22 +14,37 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashSet};
 
 use crate::entity::{Client, ClientCredential, ClientGrant, Organization, ResourceServer, TenantSettings};
+use crate::id::Id;
+
+/// A client and its grants, found with one lookup: the token path needs both, and with many
+/// clients a second map cost it cache misses of its own (bucket, key, list). Keyed by [`Id`], so
+/// the key comparison stays in the map's slot.
+#[derive(Clone, Debug, Default)]
+struct ClientEntry {
+    /// `None` while only grants name this client id (a catalog built out of order).
+    client: Option<Arc<Client>>,
+    /// `client.allows_client_credentials()`, kept here so that the token path does not walk the
+    /// grant types (two more cold allocations per token with many clients).
+    client_credentials: bool,
+    /// The client's grants (a client has few, so a scan by audience is cheaper than a tuple key).
+    grants: Vec<Arc<ClientGrant>>,
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
-    clients: Arc<HashMap<String, Arc<Client>>>,
+    clients: Arc<HashMap<Id, ClientEntry>>,
+    /// Entries of `clients` that hold a client.
+    n_clients: usize,
     resource_servers: Arc<HashMap<String, Arc<ResourceServer>>>,
     /// identifier (audience) -> resource server id
     audiences: Arc<HashMap<String, String>>,
     grants: Arc<HashMap<String, Arc<ClientGrant>>>,
-    /// client_id -> its grants (a client has few, so a scan is cheaper than a tuple key)
-    grants_by_client: Arc<HashMap<String, Vec<Arc<ClientGrant>>>>,
     organizations: Arc<HashMap<String, Arc<Organization>>>,
     /// organization name -> id
     organization_names: Arc<HashMap<String, String>>,
     /// organization id -> ids of the grants associated with it (nested rather than a tuple key, so
     /// the token path looks an association up by `&str` without allocating)
-    organization_grants: Arc<HashMap<String, HashSet<String>>>,
+    organization_grants: Arc<HashMap<String, HashSet<Id>>>,
     tenant: Arc<TenantSettings>,
     /// client_id -> its private_key_jwt credentials
     credentials: Arc<HashMap<String, Vec<Arc<ClientCredential>>>>,
@@ -37,15 +52,21 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn client(&self, client_id: &str) -> Option<&Arc<Client>> {
-        self.clients.get(client_id)
+        self.clients.get(client_id)?.client.as_ref()
     }
 
     pub fn clients(&self) -> impl Iterator<Item = &Arc<Client>> {
-        self.clients.values()
+        self.clients.values().filter_map(|entry| entry.client.as_ref())
     }
 
     pub fn n_clients(&self) -> usize {
-        self.clients.len()
+        self.n_clients
+    }
+
+    /// Whether the client exists and may use the client-credentials grant
+    /// ([`Client::allows_client_credentials`], precomputed).
+    pub fn allows_client_credentials(&self, client_id: &str) -> bool {
+        self.clients.get(client_id).is_some_and(|entry| entry.client.is_some() && entry.client_credentials)
     }
 
     pub fn resource_servers(&self) -> impl Iterator<Item = &Arc<ResourceServer>> {
@@ -65,7 +86,7 @@ impl Catalog {
     }
 
     pub fn grant_for(&self, client_id: &str, audience: &str) -> Option<&Arc<ClientGrant>> {
-        self.grants_by_client.get(client_id)?.iter().find(|g| g.audience == audience)
+        self.clients.get(client_id)?.grants.iter().find(|g| g.audience == audience)
     }
 
     pub fn organization(&self, id: &str) -> Option<&Arc<Organization>> {
@@ -88,21 +109,27 @@ impl Catalog {
     }
 
     pub fn upsert_client(&mut self, client: Client) {
-        Arc::make_mut(&mut self.clients).insert(client.client_id.clone(), Arc::new(client));
+        let entry = Arc::make_mut(&mut self.clients).entry(Id::from(client.client_id.as_str())).or_default();
+        if entry.client.is_none() {
+            self.n_clients += 1;
+        }
+        entry.client_credentials = client.allows_client_credentials();
+        entry.client = Some(Arc::new(client));
     }
 
     /// Removes the client and, as Auth0 does, its grants.
     pub fn remove_client(&mut self, client_id: &str) {
-        Arc::make_mut(&mut self.clients).remove(client_id);
         Arc::make_mut(&mut self.credentials).remove(client_id);
-        if let Some(grants) = Arc::make_mut(&mut self.grants_by_client).remove(client_id) {
-            let all = Arc::make_mut(&mut self.grants);
-            for g in &grants {
-                all.remove(&g.id);
-            }
-            for g in &grants {
-                self.forget_grant_associations(&g.id);
-            }
+        let Some(entry) = Arc::make_mut(&mut self.clients).remove(client_id) else { return };
+        if entry.client.is_some() {
+            self.n_clients -= 1;
+        }
+        let all = Arc::make_mut(&mut self.grants);
+        for g in &entry.grants {
+            all.remove(&g.id);
+        }
+        for g in &entry.grants {
+            self.forget_grant_associations(&g.id);
         }
     }
 
@@ -126,8 +153,7 @@ impl Catalog {
 
     pub fn upsert_grant(&mut self, grant: ClientGrant) {
         let grant = Arc::new(grant);
-        let by_client = Arc::make_mut(&mut self.grants_by_client);
-        let list = by_client.entry(grant.client_id.clone()).or_default();
+        let list = &mut Arc::make_mut(&mut self.clients).entry(Id::from(grant.client_id.as_str())).or_default().grants;
         list.retain(|g| g.id != grant.id);
         list.push(grant.clone());
         Arc::make_mut(&mut self.grants).insert(grant.id.clone(), grant);
@@ -135,11 +161,11 @@ impl Catalog {
 
     pub fn remove_grant(&mut self, id: &str) {
         let Some(grant) = Arc::make_mut(&mut self.grants).remove(id) else { return };
-        let by_client = Arc::make_mut(&mut self.grants_by_client);
-        if let Some(list) = by_client.get_mut(&grant.client_id) {
-            list.retain(|g| g.id != id);
-            if list.is_empty() {
-                by_client.remove(&grant.client_id);
+        let clients = Arc::make_mut(&mut self.clients);
+        if let Some(entry) = clients.get_mut(grant.client_id.as_str()) {
+            entry.grants.retain(|g| g.id != id);
+            if entry.client.is_none() && entry.grants.is_empty() {
+                clients.remove(grant.client_id.as_str());
             }
         }
         self.forget_grant_associations(id);
@@ -170,7 +196,7 @@ impl Catalog {
     pub fn set_organization_grant(&mut self, organization_id: &str, grant_id: &str, present: bool) {
         let map = Arc::make_mut(&mut self.organization_grants);
         if present {
-            map.entry(organization_id.to_owned()).or_default().insert(grant_id.to_owned());
+            map.entry(organization_id.to_owned()).or_default().insert(Id::from(grant_id));
         } else if let Some(grants) = map.get_mut(organization_id) {
             grants.remove(grant_id);
             if grants.is_empty() {

@@ -8,6 +8,7 @@
 pub mod action;
 pub mod catalog;
 pub mod entity;
+pub mod id;
 pub mod logstream;
 pub mod quota;
 pub mod time;
@@ -16,6 +17,7 @@ pub mod token;
 pub use action::{Action, ActionBinding, ActionSecret, ActionVersion, CREDENTIALS_EXCHANGE};
 pub use catalog::Catalog;
 pub use entity::*;
+pub use id::Id;
 pub use logstream::{ContentFormat, HttpSink, LogStream, Sink, StreamStatus};
 pub use quota::{Bucket, BucketKey, EntityKind, QuotaLimits, TokenQuota, Window};
 pub use time::UnixTime;

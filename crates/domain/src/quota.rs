@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::id::Id;
 use crate::time::UnixTime;
 
 /// Quota configuration of one client or organization (Auth0's `token_quota.client_credentials`,
@@ -173,7 +174,8 @@ impl EntityKind {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BucketKey {
     pub entity: EntityKind,
-    pub entity_id: String,
+    /// Inline ([`Id`]): the counters' map compares it on every lookup.
+    pub entity_id: Id,
     pub window: Window,
     /// Unix seconds at which this window instance started.
     pub window_start: i64,
@@ -221,7 +223,7 @@ impl QuotaPlan {
             let Some((id, quota)) = item else { continue };
             for (window, limit) in quota.limits.iter() {
                 buckets.push(Bucket {
-                    key: BucketKey { entity, entity_id: id.to_owned(), window, window_start: window.start(now) },
+                    key: BucketKey { entity, entity_id: Id::from(id), window, window_start: window.start(now) },
                     limit,
                     enforce: quota.enforce,
                 });

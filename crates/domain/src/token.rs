@@ -166,7 +166,7 @@ impl std::error::Error for TokenError {}
 /// Decides what an authenticated `client` may get for `request`, in Auth0's order of checks:
 /// grant type, audience, client grant, scopes, organization.
 pub fn decide(catalog: &Catalog, client: &Arc<Client>, request: &TokenRequest) -> Result<Decision, TokenError> {
-    if !client.allows_client_credentials() {
+    if !catalog.allows_client_credentials(&client.client_id) {
         return Err(TokenError::GrantTypeNotAllowed);
     }
     let audience = match (&request.audience, &catalog.tenant().default_audience) {
@@ -339,6 +339,32 @@ mod tests {
             decide(&c, &client, &req(Some("https://api"), None, None)).unwrap_err(),
             TokenError::NoClientGrant { .. }
         ));
+    }
+
+    /// The catalog keeps a client and its grants in one entry; the grants may arrive first (a
+    /// catalog built out of order) and go with the client.
+    #[test]
+    fn a_client_entry_holds_its_grants_whatever_the_order() {
+        let (mut c, client) = catalog();
+        assert_eq!(c.n_clients(), 1);
+        let grant = c.grant_for("c1", "https://api").unwrap().clone();
+        c.remove_client("c1");
+        assert_eq!(c.n_clients(), 0);
+        assert!(c.client("c1").is_none() && c.grant_for("c1", "https://api").is_none() && c.grant("cgr_1").is_none());
+
+        c.upsert_grant((*grant).clone());
+        assert!(c.client("c1").is_none(), "a grant alone makes no client");
+        assert_eq!((c.n_clients(), c.clients().count()), (0, 0));
+        assert!(!c.allows_client_credentials("c1"));
+        c.upsert_client((*client).clone());
+        c.upsert_client((*client).clone());
+        assert_eq!((c.n_clients(), c.clients().count()), (1, 1));
+        let client = c.client("c1").unwrap().clone();
+        assert_eq!(decide(&c, &client, &req(Some("https://api"), None, None)).unwrap().grant.id, "cgr_1");
+
+        c.remove_grant("cgr_1");
+        assert!(c.grant_for("c1", "https://api").is_none());
+        assert_eq!(c.n_clients(), 1, "the client stays without its grants");
     }
 
     #[test]

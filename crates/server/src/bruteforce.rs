@@ -125,7 +125,11 @@ impl Guard {
     /// A successful authentication clears its client's failures (not its address's: an attacker
     /// with one valid client must not be able to reset the address count).
     pub fn success(&self, client_id: &str) {
-        if let Ok(mut clients) = self.clients.lock() {
+        // Nothing to clear is the common case: checking that first skips hashing the id (SipHash,
+        // over bytes that are a cold cache line with many clients).
+        if let Ok(mut clients) = self.clients.lock()
+            && !clients.is_empty()
+        {
             clients.remove(client_id);
         }
     }

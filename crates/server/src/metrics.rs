@@ -30,7 +30,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use ration_domain::quota::{QuotaPlan, TokenQuota, Window};
-use ration_domain::{BucketKey, EntityKind, TokenError, UnixTime};
+use ration_domain::{BucketKey, EntityKind, Id, TokenError, UnixTime};
 use ration_store::{EventQuery, Page};
 
 use crate::state::AppState;
@@ -155,8 +155,9 @@ fn bucket_index(entity: EntityKind, window: Window) -> usize {
 #[derive(Default)]
 struct IssuedByClient {
     /// foldhash rather than SipHash, as the catalog's maps: it is looked up on every issued token,
-    /// and only authenticated clients (at most `MAX_TRACKED_CLIENTS`) are ever inserted.
-    counts: HashMap<String, u64>,
+    /// and only authenticated clients (at most `MAX_TRACKED_CLIENTS`) are ever inserted. Keyed by
+    /// [`Id`] so that the key comparison stays in the map's slot (no cold allocation per token).
+    counts: HashMap<Id, u64>,
     /// Tokens of clients that found the map full.
     untracked: u64,
 }
@@ -259,7 +260,7 @@ impl Metrics {
         if let Some(n) = issued.counts.get_mut(id) {
             *n += 1;
         } else if issued.counts.len() < MAX_TRACKED_CLIENTS {
-            issued.counts.insert(id.to_owned(), 1);
+            issued.counts.insert(Id::from(id), 1);
         } else {
             issued.untracked += 1;
         }
@@ -311,7 +312,7 @@ impl Metrics {
         let (mut all, untracked) = {
             let issued = self.issued_by_client.lock().unwrap_or_else(PoisonError::into_inner);
             // Copy out and sort outside the lock, so that scrapes do not stall token requests.
-            (issued.counts.iter().map(|(id, n)| (id.clone(), *n)).collect::<Vec<_>>(), issued.untracked)
+            (issued.counts.iter().map(|(id, n)| (id.to_string(), *n)).collect::<Vec<_>>(), issued.untracked)
         };
         all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let rest = all.split_off(self.top_clients.min(all.len()));
@@ -455,13 +456,18 @@ async fn quota_usage(state: &AppState, top: usize) -> Vec<BucketUsage> {
     used.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     used.truncate(top);
     used.into_iter()
-        .map(|(key, ratio)| BucketUsage { entity: key.entity, id: key.entity_id.clone(), window: key.window, ratio })
+        .map(|(key, ratio)| BucketUsage {
+            entity: key.entity,
+            id: key.entity_id.to_string(),
+            window: key.window,
+            ratio,
+        })
         .collect()
 }
 
 fn push_buckets(out: &mut Vec<(BucketKey, u32)>, entity: EntityKind, id: &str, quota: &TokenQuota, now: UnixTime) {
     for (window, limit) in quota.limits.iter() {
-        out.push((BucketKey { entity, entity_id: id.to_owned(), window, window_start: window.start(now) }, limit));
+        out.push((BucketKey { entity, entity_id: id.into(), window, window_start: window.start(now) }, limit));
     }
 }
 

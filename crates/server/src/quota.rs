@@ -265,7 +265,7 @@ fn warn_on_thresholds(
                     "details": {
                         "bucket": window,
                         "entity_type": entity,
-                        "entity_id": bucket.key.entity_id,
+                        "entity_id": bucket.key.entity_id.as_str(),
                         "quota": bucket.limit,
                         "quota_consumption_percentage": pct,
                         "quota_consumption": count,

@@ -152,7 +152,7 @@ pub fn exhausted(plan: &QuotaPlan, counts: &[u64], client_id: &str) -> Option<Pa
             EntityKind::Organization => "Organization quota exceeded",
         },
         entity_type: entity.name(),
-        entity_id: theirs.first().map(|b| b.key.entity_id.clone()).unwrap_or_default(),
+        entity_id: theirs.first().map(|b| b.key.entity_id.to_string()).unwrap_or_default(),
         buckets: theirs.iter().map(|b| b.key.window.name().to_owned()).collect(),
         // Every exhausted bucket must have reset before a token could be issued again.
         until: over.iter().map(|b| b.key.expires_at()).max().unwrap_or_default(),
