@@ -45,15 +45,16 @@ struct Args {
     /// `cargo run --release`).
     #[arg(long)]
     ration_bin: Option<PathBuf>,
-    /// Comma-separated scenarios: `<alg>[-org|-quota][-action][-10k]` (alg: es256, eddsa, rs256,
-    /// hs256; `-org`: with the organization, no quotas; `-quota`: with it, client and organization
-    /// quotas; `-action`: with one trivial credentials-exchange Action bound, run after the
-    /// population's other scenarios), `startup-10k`, and `floor` (a bare ES256 handler, not
-    /// Ration: what any token endpoint costs here).
+    /// Comma-separated scenarios: `<alg>[-org|-quota][-action][-10k[-hot]]` (alg: es256, eddsa,
+    /// rs256, hs256; `-org`: with the organization, no quotas; `-quota`: with it, client and
+    /// organization quotas; `-action`: with one trivial credentials-exchange Action bound, run after
+    /// the population's other scenarios; `-10k`: on the large population, every client sending in
+    /// turn; `-hot`: only `--clients` of them sending), `startup-10k`, and `floor` (a bare ES256
+    /// handler, not Ration: what any token endpoint costs here).
     #[arg(long, default_value = scenario::DEFAULT)]
     scenarios: String,
     /// A few seconds in total: 1 s per scenario, the smoke set (floor, es256, es256-quota,
-    /// es256-quota-10k, es256-quota-action) unless --scenarios is given, 10 clients, and at most 50
+    /// es256-quota-10k, es256-quota-10k-hot, es256-quota-action) unless --scenarios is given, 10 clients, and at most 50
     /// in the large population. Fails on any error; asserts no timing.
     #[arg(long)]
     smoke: bool,
@@ -140,7 +141,10 @@ struct Row {
     floor: bool,
     /// The paced rate (tokens/s) of a half-load run; `None`: closed loop, the maximum.
     paced: Option<f64>,
+    /// Configured clients of the server.
     clients: usize,
+    /// Clients sending (fewer than `clients` with `-hot`).
+    senders: usize,
     outcome: load::Outcome,
     /// The measured window (tokens/s).
     window: Duration,
@@ -420,17 +424,20 @@ async fn run_scenario(
     let audience = scenario.alg.audience();
     let org = setup::org_name(scenario.limits);
     preflight(srv, scenario, &clients[0], org).await?;
+    // `-hot`: the population stays configured, only the first `--clients` of it send.
+    let senders = if scenario.hot { &clients[..args.clients.min(clients.len())] } else { clients };
     let bodies =
-        clients.iter().map(|c| load::token_form(&c.client_id, &c.client_secret, &audience, org)).collect::<Vec<_>>();
-    measure(args, srv, scenario, bodies, paced, false).await
+        senders.iter().map(|c| load::token_form(&c.client_id, &c.client_secret, &audience, org)).collect::<Vec<_>>();
+    measure(args, srv, scenario, bodies, clients.len(), paced, false).await
 }
 
 /// The bare handler of `floor.rs`, under the same load as Ration's scenarios.
 async fn run_floor(args: &Args, temp: &Path) -> Result<Row> {
     let srv = Server::start_floor(&temp.join("floor.log")).await?;
     let body = load::token_form(floor::CLIENT_ID, floor::CLIENT_SECRET, floor::AUDIENCE, None);
-    let scenario = LoadScenario { alg: Alg::ES256, limits: Limits::Off, population: Population::Small, action: false };
-    let row = measure(args, &srv, scenario, vec![body], None, true).await;
+    let scenario =
+        LoadScenario { alg: Alg::ES256, limits: Limits::Off, population: Population::Small, action: false, hot: false };
+    let row = measure(args, &srv, scenario, vec![body], 1, None, true).await;
     srv.stop().await?;
     row
 }
@@ -441,10 +448,11 @@ async fn measure(
     srv: &Server,
     scenario: LoadScenario,
     bodies: Vec<bytes::Bytes>,
+    clients: usize,
     paced: Option<f64>,
     floor: bool,
 ) -> Result<Row> {
-    let clients = bodies.len();
+    let senders = bodies.len();
     let addr: SocketAddr = format!("127.0.0.1:{}", srv.port).parse()?;
     let work = load::Workload {
         addr,
@@ -474,6 +482,7 @@ async fn measure(
         floor,
         paced,
         clients,
+        senders,
         server_cpu: delta(s0, s1),
         bench_cpu: delta(b0, b1),
         // Everything else the machine did meanwhile (other builds, daemons): the noise indicator.
@@ -592,7 +601,11 @@ fn results_table(rows: &[Row], store: &str, concurrency: usize) -> Table {
                 r.scenario.alg.jose().into(),
                 quotas.into(),
                 store.into(),
-                r.clients.to_string(),
+                if r.senders < r.clients {
+                    format!("{} ({} send)", r.clients, r.senders)
+                } else {
+                    r.clients.to_string()
+                },
                 concurrency.to_string(),
                 format!("{rate:.0}"),
                 q(0.5),
@@ -688,10 +701,12 @@ mod tests {
                 limits: Limits::Off,
                 population: Population::Small,
                 action: false,
+                hot: false,
             },
             floor: false,
             paced: None,
             clients: 10,
+            senders: 10,
             outcome,
             window: Duration::from_secs(secs),
             cpu_window: Duration::from_secs(secs),

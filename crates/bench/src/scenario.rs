@@ -1,11 +1,15 @@
 //! Scenario names and what they mean.
 //!
-//! A load scenario is `<alg>[-org|-quota][-10k]`: the signing algorithm of the API the tokens are
-//! for; whether the requests name an organization (`-org`: no quota anywhere, so that
-//! `-quota` vs `-org` isolates what quotas cost) or name it and the client and the organization
-//! both have a quota (`-quota`: every bucket checked and counted); and whether the server holds the large client population (`--many-clients`, default 10 000)
-//! instead of the small one (`--clients`, default 10). `startup-10k` is not a load scenario: it
-//! restarts the large server on its data dir and reports startup time and idle RSS.
+//! A load scenario is `<alg>[-org|-quota][-action][-10k[-hot]]`: the signing algorithm of the API
+//! the tokens are for; whether the requests name an organization (`-org`: no quota anywhere, so
+//! that `-quota` vs `-org` isolates what quotas cost) or name it and the client and the
+//! organization both have a quota (`-quota`: every bucket checked and counted); and whether the
+//! server holds the large client population (`--many-clients`, default 10 000) instead of the small
+//! one (`--clients`, default 10). Requests come from every client of the population in turn,
+//! except with `-hot`: then only `--clients` (10) of the large population's clients send, which
+//! tells what the number of configured clients costs apart from the memory that thousands of
+//! active ones occupy. `startup-10k` is not a load scenario: it restarts the large server on its
+//! data dir and reports startup time and idle RSS.
 
 use anyhow::{Result, bail};
 
@@ -62,6 +66,8 @@ pub struct LoadScenario {
     pub population: Population,
     /// With one trivial credentials-exchange Action bound (`-action`).
     pub action: bool,
+    /// Only `--clients` of the population send (`-hot`, large population only).
+    pub hot: bool,
 }
 
 /// What a scenario's requests carry.
@@ -99,11 +105,12 @@ impl Limits {
 impl LoadScenario {
     pub fn name(&self) -> String {
         format!(
-            "{}{}{}{}",
+            "{}{}{}{}{}",
             self.alg.slug(),
             self.limits.suffix(),
             if self.action { "-action" } else { "" },
-            if self.population == Population::Large { "-10k" } else { "" }
+            if self.population == Population::Large { "-10k" } else { "" },
+            if self.hot { "-hot" } else { "" }
         )
     }
 }
@@ -148,10 +155,10 @@ impl Plan {
 }
 
 pub const DEFAULT: &str = "floor,es256,es256-org,es256-quota,eddsa,eddsa-quota,rs256,rs256-quota,hs256,hs256-quota,\
-                           es256-action,es256-quota-action,es256-quota-10k,startup-10k";
+                           es256-action,es256-quota-action,es256-quota-10k,es256-quota-10k-hot,startup-10k";
 /// Both populations, so that CI runs the two servers taking turns (with a small large population:
 /// see `--smoke`).
-pub const SMOKE: &str = "floor,es256,es256-quota,es256-quota-10k,es256-quota-action";
+pub const SMOKE: &str = "floor,es256,es256-quota,es256-quota-10k,es256-quota-10k-hot,es256-quota-action";
 
 pub fn parse(list: &str) -> Result<Plan> {
     let mut plan = Plan::default();
@@ -165,9 +172,14 @@ pub fn parse(list: &str) -> Result<Plan> {
             plan.floor = true;
             continue;
         }
-        let (rest, population) = match name.strip_suffix("-10k") {
+        let (rest, hot) = match name.strip_suffix("-hot") {
+            Some(rest) if rest.ends_with("-10k") => (rest, true),
+            Some(_) => bail!("scenario {raw:?}: -hot applies to the large population only (<scenario>-10k-hot)"),
+            None => (name.as_str(), false),
+        };
+        let (rest, population) = match rest.strip_suffix("-10k") {
             Some(rest) => (rest, Population::Large),
-            None => (name.as_str(), Population::Small),
+            None => (rest, Population::Small),
         };
         let (rest, action) = match rest.strip_suffix("-action") {
             Some(rest) => (rest, true),
@@ -180,11 +192,11 @@ pub fn parse(list: &str) -> Result<Plan> {
         };
         let Some(alg) = Alg::ALL.into_iter().find(|a| a.slug() == rest) else {
             bail!(
-                "unknown scenario {raw:?}: expected <alg>[-org|-quota][-action][-10k] with alg one of es256, eddsa, rs256, \
+                "unknown scenario {raw:?}: expected <alg>[-org|-quota][-action][-10k[-hot]] with alg one of es256, eddsa, rs256, \
                  hs256, or startup-10k, or floor"
             );
         };
-        let scenario = LoadScenario { alg, limits, population, action };
+        let scenario = LoadScenario { alg, limits, population, action, hot };
         if !plan.load.contains(&scenario) {
             plan.load.push(scenario);
         }
@@ -202,7 +214,7 @@ mod tests {
     #[test]
     fn default_set_parses_and_round_trips() {
         let plan = parse(DEFAULT).unwrap();
-        assert_eq!(plan.load.len(), 12);
+        assert_eq!(plan.load.len(), 13);
         assert!(plan.startup_large && plan.floor);
         let names: Vec<String> = plan.load.iter().map(LoadScenario::name).collect();
         let middle = DEFAULT.split_once(',').unwrap().1.rsplit_once(',').unwrap().0;
@@ -225,15 +237,32 @@ mod tests {
         assert!(parse(" , ").is_err());
         assert_eq!(
             parse("HS256-quota").unwrap().load[0],
-            LoadScenario { alg: Alg::HS256, limits: Limits::Quota, population: Population::Small, action: false }
+            LoadScenario {
+                alg: Alg::HS256,
+                limits: Limits::Quota,
+                population: Population::Small,
+                action: false,
+                hot: false
+            }
         );
         assert_eq!(parse("eddsa-org-10k").unwrap().load[0].limits, Limits::Org);
         assert!(parse("es256-action-quota").is_err(), "the Action comes after the limits");
         let with_action = parse("es256-quota-action-10k").unwrap().load[0];
         assert_eq!(
             with_action,
-            LoadScenario { alg: Alg::ES256, limits: Limits::Quota, population: Population::Large, action: true }
+            LoadScenario {
+                alg: Alg::ES256,
+                limits: Limits::Quota,
+                population: Population::Large,
+                action: true,
+                hot: false
+            }
         );
         assert_eq!(with_action.name(), "es256-quota-action-10k");
+        let hot = parse("es256-quota-10k-hot").unwrap().load[0];
+        assert!(hot.hot && hot.population == Population::Large);
+        assert_eq!(hot.name(), "es256-quota-10k-hot");
+        assert!(parse("es256-quota-hot").is_err(), "-hot needs the large population");
+        assert!(parse("es256-quota-hot-10k").is_err(), "-hot comes last");
     }
 }
