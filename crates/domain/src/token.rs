@@ -365,6 +365,20 @@ mod tests {
         c.remove_grant("cgr_1");
         assert!(c.grant_for("c1", "https://api").is_none());
         assert_eq!(c.n_clients(), 1, "the client stays without its grants");
+        // Entries live in shards chosen by the id's last bytes: short, empty and many ids are
+        // all found, counted and removed.
+        let ids: Vec<String> =
+            ["", "x"].into_iter().map(str::to_owned).chain((0..300).map(|i| format!("client-{i}"))).collect();
+        for id in &ids {
+            c.upsert_client(Client { client_id: id.clone(), ..(*client).clone() });
+        }
+        assert_eq!((c.n_clients(), c.clients().count()), (ids.len() + 1, ids.len() + 1));
+        assert!(ids.iter().all(|id| c.client(id).is_some_and(|found| &found.client_id == id)));
+        for id in &ids {
+            c.remove_client(id);
+        }
+        assert_eq!((c.n_clients(), c.clients().count()), (1, 1));
+        assert!(c.client("c1").is_some() && c.client("client-7").is_none());
     }
 
     #[test]
