@@ -32,6 +32,27 @@ struct ClientEntry {
     grants: Arc<[Arc<ClientGrant>]>,
 }
 
+impl ClientEntry {
+    fn grants(&self) -> ClientGrants<'_> {
+        ClientGrants { client_credentials: self.client_credentials, grants: &self.grants }
+    }
+}
+
+/// What the token path needs of a client besides the `Client` itself ([`Catalog::client_grants`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientGrants<'a> {
+    /// [`Client::allows_client_credentials`], precomputed.
+    pub client_credentials: bool,
+    pub grants: &'a [Arc<ClientGrant>],
+}
+
+impl<'a> ClientGrants<'a> {
+    /// The grant for `audience`.
+    pub fn grant_for(&self, audience: &str) -> Option<&'a Arc<ClientGrant>> {
+        self.grants.iter().find(|g| g.audience == audience)
+    }
+}
+
 /// The clients' entries in copy-on-write shards. Every catalog change copies what it touches, and
 /// one map of all clients made each client or grant write copy every client: setting up 10 000
 /// clients spent most of its time copying that map. A write now copies one shard.
@@ -56,12 +77,13 @@ impl ClientShards {
     }
 
     fn get(&self, id: &str) -> Option<&ClientEntry> {
-        self.0.get(Self::index(id))?.get(id)
+        // `index` is below CLIENT_SHARDS, the array's length: indexing cannot fail.
+        self.0[Self::index(id)].get(id)
     }
 
     /// The shard holding `id`, copied first if another catalog shares it.
-    fn shard_mut(&mut self, id: &str) -> Option<&mut HashMap<Id, ClientEntry>> {
-        self.0.get_mut(Self::index(id)).map(Arc::make_mut)
+    fn shard_mut(&mut self, id: &str) -> &mut HashMap<Id, ClientEntry> {
+        Arc::make_mut(&mut self.0[Self::index(id)])
     }
 
     fn values(&self) -> impl Iterator<Item = &ClientEntry> {
@@ -72,8 +94,6 @@ impl ClientShards {
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     clients: ClientShards,
-    /// Entries of `clients` that hold a client.
-    n_clients: usize,
     resource_servers: Arc<HashMap<String, Arc<ResourceServer>>>,
     /// identifier (audience) -> resource server id
     audiences: Arc<HashMap<String, String>>,
@@ -98,14 +118,18 @@ impl Catalog {
         self.clients.values().filter_map(|entry| entry.client.as_ref())
     }
 
+    /// Counts them (not on the token path).
     pub fn n_clients(&self) -> usize {
-        self.n_clients
+        self.clients().count()
     }
 
-    /// Whether the client exists and may use the client-credentials grant
-    /// ([`Client::allows_client_credentials`], precomputed).
+    /// A client's grant facts with one probe; `None` for an unknown client.
+    pub fn client_grants(&self, client_id: &str) -> Option<ClientGrants<'_>> {
+        self.clients.get(client_id).filter(|entry| entry.client.is_some()).map(ClientEntry::grants)
+    }
+
     pub fn allows_client_credentials(&self, client_id: &str) -> bool {
-        self.clients.get(client_id).is_some_and(|entry| entry.client.is_some() && entry.client_credentials)
+        self.client_grants(client_id).is_some_and(|c| c.client_credentials)
     }
 
     pub fn resource_servers(&self) -> impl Iterator<Item = &Arc<ResourceServer>> {
@@ -125,7 +149,7 @@ impl Catalog {
     }
 
     pub fn grant_for(&self, client_id: &str, audience: &str) -> Option<&Arc<ClientGrant>> {
-        self.clients.get(client_id)?.grants.iter().find(|g| g.audience == audience)
+        self.clients.get(client_id)?.grants().grant_for(audience)
     }
 
     pub fn organization(&self, id: &str) -> Option<&Arc<Organization>> {
@@ -148,11 +172,7 @@ impl Catalog {
     }
 
     pub fn upsert_client(&mut self, client: Client) {
-        let Some(shard) = self.clients.shard_mut(&client.client_id) else { return };
-        let entry = shard.entry(Id::from(client.client_id.as_str())).or_default();
-        if entry.client.is_none() {
-            self.n_clients += 1;
-        }
+        let entry = self.clients.shard_mut(&client.client_id).entry(Id::from(client.client_id.as_str())).or_default();
         entry.client_credentials = client.allows_client_credentials();
         entry.client = Some(Arc::new(client));
     }
@@ -160,10 +180,7 @@ impl Catalog {
     /// Removes the client and, as Auth0 does, its grants.
     pub fn remove_client(&mut self, client_id: &str) {
         Arc::make_mut(&mut self.credentials).remove(client_id);
-        let Some(entry) = self.clients.shard_mut(client_id).and_then(|shard| shard.remove(client_id)) else { return };
-        if entry.client.is_some() {
-            self.n_clients -= 1;
-        }
+        let Some(entry) = self.clients.shard_mut(client_id).remove(client_id) else { return };
         let all = Arc::make_mut(&mut self.grants);
         for g in entry.grants.iter() {
             all.remove(&g.id);
@@ -193,18 +210,15 @@ impl Catalog {
 
     pub fn upsert_grant(&mut self, grant: ClientGrant) {
         let grant = Arc::new(grant);
-        if let Some(shard) = self.clients.shard_mut(&grant.client_id) {
-            let entry = shard.entry(Id::from(grant.client_id.as_str())).or_default();
-            entry.grants = entry.grants.iter().filter(|g| g.id != grant.id).cloned().chain([grant.clone()]).collect();
-        }
+        let entry = self.clients.shard_mut(&grant.client_id).entry(Id::from(grant.client_id.as_str())).or_default();
+        entry.grants = entry.grants.iter().filter(|g| g.id != grant.id).cloned().chain([grant.clone()]).collect();
         Arc::make_mut(&mut self.grants).insert(grant.id.clone(), grant);
     }
 
     pub fn remove_grant(&mut self, id: &str) {
         let Some(grant) = Arc::make_mut(&mut self.grants).remove(id) else { return };
-        if let Some(shard) = self.clients.shard_mut(&grant.client_id)
-            && let Some(entry) = shard.get_mut(grant.client_id.as_str())
-        {
+        let shard = self.clients.shard_mut(&grant.client_id);
+        if let Some(entry) = shard.get_mut(grant.client_id.as_str()) {
             entry.grants = entry.grants.iter().filter(|g| g.id != id).cloned().collect();
             if entry.client.is_none() && entry.grants.is_empty() {
                 shard.remove(grant.client_id.as_str());

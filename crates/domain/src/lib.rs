@@ -15,7 +15,7 @@ pub mod time;
 pub mod token;
 
 pub use action::{Action, ActionBinding, ActionSecret, ActionVersion, CREDENTIALS_EXCHANGE};
-pub use catalog::Catalog;
+pub use catalog::{Catalog, ClientGrants};
 pub use entity::*;
 pub use id::Id;
 pub use logstream::{ContentFormat, HttpSink, LogStream, Sink, StreamStatus};

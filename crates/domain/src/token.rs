@@ -166,9 +166,9 @@ impl std::error::Error for TokenError {}
 /// Decides what an authenticated `client` may get for `request`, in Auth0's order of checks:
 /// grant type, audience, client grant, scopes, organization.
 pub fn decide(catalog: &Catalog, client: &Arc<Client>, request: &TokenRequest) -> Result<Decision, TokenError> {
-    if !catalog.allows_client_credentials(&client.client_id) {
-        return Err(TokenError::GrantTypeNotAllowed);
-    }
+    // One probe for both the grant type and the grant (an unknown client has neither).
+    let facts = catalog.client_grants(&client.client_id).filter(|c| c.client_credentials);
+    let Some(facts) = facts else { return Err(TokenError::GrantTypeNotAllowed) };
     let audience = match (&request.audience, &catalog.tenant().default_audience) {
         (Some(aud), _) => aud.as_str(),
         (None, Some(default)) => default.as_str(),
@@ -177,7 +177,7 @@ pub fn decide(catalog: &Catalog, client: &Arc<Client>, request: &TokenRequest) -
     let resource_server = catalog
         .resource_server_by_audience(audience)
         .ok_or_else(|| TokenError::UnknownAudience(audience.to_owned()))?;
-    let grant = catalog.grant_for(&client.client_id, audience).ok_or_else(|| TokenError::NoClientGrant {
+    let grant = facts.grant_for(audience).ok_or_else(|| TokenError::NoClientGrant {
         client_id: client.client_id.clone(),
         audience: audience.to_owned(),
     })?;
