@@ -54,8 +54,8 @@ struct Args {
     #[arg(long, default_value = scenario::DEFAULT)]
     scenarios: String,
     /// A few seconds in total: 1 s per scenario, the smoke set (floor, es256, es256-quota,
-    /// es256-quota-10k, es256-quota-10k-hot, es256-quota-action) unless --scenarios is given, 10 clients, and at most 50
-    /// in the large population. Fails on any error; asserts no timing.
+    /// es256-quota-10k, es256-quota-10k-hot, es256-quota-action) unless --scenarios is given, 10
+    /// clients, and at most 50 in the large population. Fails on any error; asserts no timing.
     #[arg(long)]
     smoke: bool,
     /// Keep-alive connections, one load task each.
