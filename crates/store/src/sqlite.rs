@@ -48,12 +48,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "event_client_shards", include_str!("../migrations/sqlite/0002_event_client_shards.sql")),
     (3, "partial_type_indexes", include_str!("../migrations/sqlite/0003_partial_type_indexes.sql")),
+    (4, "sixteen_client_shards", include_str!("../migrations/sqlite/0004_sixteen_client_shards.sql")),
 ];
 
 /// The `events.client_shard` of the client id bound to `?`: the same expression as the generated
-/// column in migration 0002 (a test checks they agree). Client filters compare it first so that
+/// column in migration 0004 (a test checks they agree). Client filters compare it first so that
 /// SQLite walks only that shard of the `events_client` index.
-const CLIENT_SHARD: &str = "(coalesce(unicode(substr(?, -1)), 0) + 7 * coalesce(unicode(substr(?, -2, 1)), 0)) % 64";
+const CLIENT_SHARD: &str = "(coalesce(unicode(substr(?, -1)), 0) + 7 * coalesce(unicode(substr(?, -2, 1)), 0)) % 16";
 
 /// The type that the partial indexes `events_type` and `events_category` leave out, with its
 /// category (migration 0003): a query for other types or categories states it, with the same
@@ -782,9 +783,10 @@ impl ConfigStore for SqliteStore {
         // Up to 512 rows (3 072 bound values, well under SQLite's 32 766): SQLite keeps a
         // statement journal for each multi-row statement in a transaction, a copy of every page
         // the statement modifies, and 64-row statements each copied the tail pages of the table
-        // and of every index again (up to 64 `events_client` shards each), once per statement. 512-row statements cost 15-16 % less CPU per event, with 10 or 10 000 clients
-        // (`cargo run --release -p ration-store --example append_events`, docs/benchmarks.md);
-        // 2 048 rows gained nothing more.
+        // and of every index again (up to 64 `events_client` shards each, 16 since migration
+        // 0004), once per statement. 512-row statements cost 15-16 % less CPU per event, with 10
+        // or 10 000 clients (`cargo run --release -p ration-store --example append_events`,
+        // docs/benchmarks.md); 2 048 rows gained nothing more.
         const STATEMENT_ROWS: [usize; 10] = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let mut rest = events;
