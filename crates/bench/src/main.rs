@@ -719,6 +719,18 @@ mod tests {
     }
 
     #[test]
+    fn the_clients_column_says_how_many_of_them_send() {
+        let all = slice(100, 2, 3000, 60_000.0, 500);
+        let mut hot = slice(100, 2, 3000, 60_000.0, 500);
+        hot.clients = 10_000;
+        hot.scenario.hot = true;
+        let table = results_table(&[all, hot], "embedded", 32);
+        let clients = table.header.iter().position(|h| *h == "clients").expect("a clients column");
+        let column: Vec<&str> = table.rows.iter().map(|r| r[clients].as_str()).collect();
+        assert_eq!(column, ["10", "10000 (10 send)"]);
+    }
+
+    #[test]
     fn rounds_of_a_scenario_add_up_to_one_row() {
         let mut row = slice(100, 2, 3000, 60_000.0, 500);
         row.absorb(slice(300, 2, 3400, 70_000.0, 900));
