@@ -26,6 +26,15 @@ impl TempDb {
         TempDb { path: std::env::temp_dir().join(name) }
     }
 
+    /// A pool on this file with the first `n` migrations only: a database as an older release
+    /// left it.
+    async fn at_version(&self, n: usize) -> SqlitePool {
+        let options = SqliteConnectOptions::new().filename(&self.path).create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.expect("connect");
+        migrations_up_to(n).run(&pool).await.expect("older migrations");
+        pool
+    }
+
     async fn open(&self) -> SqliteStore {
         SqliteStore::open(&self.path, ration_domain::Durability::Fsync).await.expect("open store")
     }
@@ -310,9 +319,7 @@ async fn client_filters_walk_the_shard_index_not_the_table() {
 async fn events_stored_before_the_shard_migration_are_found_by_client() {
     let db = TempDb::new();
     {
-        let options = SqliteConnectOptions::new().filename(&db.path).create_if_missing(true);
-        let pool = SqlitePool::connect_with(options).await.expect("connect");
-        migrations_up_to(1).run(&pool).await.expect("migration 1");
+        let pool = db.at_version(1).await;
         sqlx::query(
             "INSERT INTO events (log_id, date, type, category, client_id, doc) \
              VALUES ('01', 1, 'seccft', 'auth.token', 'old-client', '{}'), ('02', 2, 'seccft', 'auth.token', 'other', '{}')",
@@ -331,9 +338,7 @@ async fn events_stored_before_the_shard_migration_are_found_by_client() {
 async fn events_indexed_in_64_shards_are_found_by_client_in_16() {
     let db = TempDb::new();
     {
-        let options = SqliteConnectOptions::new().filename(&db.path).create_if_missing(true);
-        let pool = SqlitePool::connect_with(options).await.expect("connect");
-        migrations_up_to(3).run(&pool).await.expect("migrations 1 to 3");
+        let pool = db.at_version(3).await;
         let mut n = 0;
         for id in ODD_CLIENT_IDS {
             for _ in 0..2 {
@@ -458,9 +463,7 @@ async fn type_and_category_filters_find_exactly_their_events() {
 async fn events_indexed_before_the_partial_indexes_are_found_by_type() {
     let db = TempDb::new();
     let events: Vec<StoredEvent> = {
-        let options = SqliteConnectOptions::new().filename(&db.path).create_if_missing(true);
-        let pool = SqlitePool::connect_with(options).await.expect("connect");
-        migrations_up_to(2).run(&pool).await.expect("migrations 1 and 2");
+        let pool = db.at_version(2).await;
         let events: Vec<StoredEvent> =
             (1..=20).map(|n| typed_event(n, if n % 4 == 0 { "feccft" } else { "seccft" })).collect();
         for e in &events {
