@@ -128,10 +128,6 @@ impl Catalog {
         self.clients.get(client_id).filter(|entry| entry.client.is_some()).map(ClientEntry::grants)
     }
 
-    pub fn allows_client_credentials(&self, client_id: &str) -> bool {
-        self.client_grants(client_id).is_some_and(|c| c.client_credentials)
-    }
-
     pub fn resource_servers(&self) -> impl Iterator<Item = &Arc<ResourceServer>> {
         self.resource_servers.values()
     }

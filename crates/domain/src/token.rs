@@ -355,7 +355,7 @@ mod tests {
         c.upsert_grant((*grant).clone());
         assert!(c.client("c1").is_none(), "a grant alone makes no client");
         assert_eq!((c.n_clients(), c.clients().count()), (0, 0));
-        assert!(!c.allows_client_credentials("c1"));
+        assert!(!c.client_grants("c1").is_some_and(|g| g.client_credentials));
         c.upsert_client((*client).clone());
         c.upsert_client((*client).clone());
         assert_eq!((c.n_clients(), c.clients().count()), (1, 1));
