@@ -49,11 +49,12 @@ struct Args {
     /// rs256, hs256; `-org`: with the organization, no quotas; `-quota`: with it, client and
     /// organization quotas; `-action`: with one trivial credentials-exchange Action bound, run after
     /// the population's other scenarios; `-10k`: on the large population, every client sending in
-    /// turn; `-hot`: only `--clients` of them sending), `startup-10k`, and `floor` (a bare ES256
-    /// handler, not Ration: what any token endpoint costs here).
+    /// turn; `-hot`: only `--clients` of them sending), `startup-10k`, and `floor` and `floor-10k`
+    /// (a bare ES256 handler, not Ration: what any token endpoint costs here, with one client or
+    /// with `--many-clients` all sending in turn).
     #[arg(long, default_value = scenario::DEFAULT)]
     scenarios: String,
-    /// A few seconds in total: 1 s per scenario, the smoke set (floor, es256, es256-quota,
+    /// A few seconds in total: 1 s per scenario, the smoke set (floor, floor-10k, es256, es256-quota,
     /// es256-quota-10k, es256-quota-10k-hot, es256-quota-action) unless --scenarios is given, 10
     /// clients, and at most 50 in the large population. Fails on any error; asserts no timing.
     #[arg(long)]
@@ -101,12 +102,15 @@ struct Args {
     /// Internal: run the bare floor handler (`floor` scenario) instead of benchmarking.
     #[arg(long, hide = true)]
     serve_floor: bool,
+    /// Internal: the clients the floor handler knows.
+    #[arg(long, hide = true, default_value_t = 1)]
+    floor_clients: usize,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.serve_floor {
-        return match floor::serve() {
+        return match floor::serve(args.floor_clients) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: floor server: {e:#}");
@@ -179,6 +183,7 @@ impl Row {
     /// The scenario's name; a half-load run says so.
     fn label(&self) -> String {
         match self.paced {
+            None if self.floor && self.scenario.population == Population::Large => "floor-10k".into(),
             None if self.floor => "floor".into(),
             None => self.scenario.name(),
             Some(rate) => format!("{} @ {rate:.0}/s", self.scenario.name()),
@@ -241,7 +246,7 @@ async fn run(mut args: Args) -> Result<u64> {
 
     // The floor, measured first, while nothing else of ours runs.
     let mut algs: Vec<Alg> = plan.load.iter().map(|s| s.alg).collect();
-    if plan.floor {
+    if !plan.floors.is_empty() {
         algs.push(Alg::ES256);
     }
     algs.sort();
@@ -255,8 +260,8 @@ async fn run(mut args: Args) -> Result<u64> {
 
     let temp = tempfile::Builder::new().prefix("ration-bench-").tempdir().context("cannot create a temporary dir")?;
     let mut rows = Vec::new();
-    if plan.floor {
-        rows.push(run_floor(&args, temp.path()).await.context("the floor scenario")?);
+    if !plan.floors.is_empty() {
+        rows.append(&mut run_floors(&args, &plan.floors, temp.path()).await.context("the floor scenarios")?);
     }
     // Every population's server is set up first and all of them stay up, so that the rounds below
     // take turns across servers too: es256-quota and es256-quota-10k are then measured in the same
@@ -431,15 +436,46 @@ async fn run_scenario(
     measure(args, srv, scenario, bodies, clients.len(), paced, false).await
 }
 
-/// The bare handler of `floor.rs`, under the same load as Ration's scenarios.
-async fn run_floor(args: &Args, temp: &Path) -> Result<Row> {
-    let srv = Server::start_floor(&temp.join("floor.log")).await?;
-    let body = load::token_form(floor::CLIENT_ID, floor::CLIENT_SECRET, floor::AUDIENCE, None);
-    let scenario =
-        LoadScenario { alg: Alg::ES256, limits: Limits::Off, population: Population::Small, action: false, hot: false };
-    let row = measure(args, &srv, scenario, vec![body], 1, None, true).await;
-    srv.stop().await?;
-    row
+/// The bare handler of `floor.rs`, under the same load as Ration's scenarios: one server per
+/// population asked for (one client, or `--many-clients` all sending in turn), taking turns in
+/// rounds like Ration's scenarios, so that the two are compared in the same minutes.
+async fn run_floors(args: &Args, floors: &[Population], temp: &Path) -> Result<Vec<Row>> {
+    let mut servers = Vec::new();
+    for &population in floors {
+        let (label, n) = match population {
+            Population::Small => ("floor", 1),
+            Population::Large => ("floor-10k", args.many_clients),
+        };
+        let srv = Server::start_floor(&temp.join(format!("{label}.log")), n).await?;
+        let bodies = (0..n)
+            .map(|i| {
+                let (id, secret) = floor::client(i);
+                load::token_form(&id, &secret, floor::AUDIENCE, None)
+            })
+            .collect::<Vec<_>>();
+        let scenario = LoadScenario { alg: Alg::ES256, limits: Limits::Off, population, action: false, hot: false };
+        servers.push((srv, scenario, bodies));
+    }
+    let mut merged: Vec<Option<Row>> = servers.iter().map(|_| None).collect();
+    for round in 0..args.rounds {
+        let slice = Args {
+            duration: args.duration / args.rounds as f64,
+            warmup: if round == 0 { args.warmup } else { args.warmup.min(0.5) },
+            sign_secs: args.sign_secs / args.rounds as f64,
+            ..args.clone()
+        };
+        for ((srv, scenario, bodies), merged) in servers.iter().zip(&mut merged) {
+            let row = measure(&slice, srv, *scenario, bodies.clone(), bodies.len(), None, true).await?;
+            match merged {
+                Some(sum) => sum.absorb(row),
+                None => *merged = Some(row),
+            }
+        }
+    }
+    for (srv, _, _) in servers {
+        srv.stop().await?;
+    }
+    Ok(merged.into_iter().flatten().collect())
 }
 
 /// Drives `bodies` (one per client, in rotation) at `srv` and samples CPU at the window's edges.

@@ -121,8 +121,9 @@ pub struct Plan {
     pub load: Vec<LoadScenario>,
     /// Measure startup time and idle RSS of the large population after a restart.
     pub startup_large: bool,
-    /// Measure the bare ES256 handler of `floor.rs` under the same load.
-    pub floor: bool,
+    /// Measure the bare ES256 handler of `floor.rs` under the same load: with one client
+    /// (`floor`, Small) and with the large population's number all sending (`floor-10k`, Large).
+    pub floors: Vec<Population>,
 }
 
 impl Plan {
@@ -154,11 +155,11 @@ impl Plan {
     }
 }
 
-pub const DEFAULT: &str = "floor,es256,es256-org,es256-quota,eddsa,eddsa-quota,rs256,rs256-quota,hs256,hs256-quota,\
+pub const DEFAULT: &str = "floor,floor-10k,es256,es256-org,es256-quota,eddsa,eddsa-quota,rs256,rs256-quota,hs256,hs256-quota,\
                            es256-action,es256-quota-action,es256-quota-10k,es256-quota-10k-hot,startup-10k";
 /// Both populations, so that CI runs the two servers taking turns (with a small large population:
 /// see `--smoke`).
-pub const SMOKE: &str = "floor,es256,es256-quota,es256-quota-10k,es256-quota-10k-hot,es256-quota-action";
+pub const SMOKE: &str = "floor,floor-10k,es256,es256-quota,es256-quota-10k,es256-quota-10k-hot,es256-quota-action";
 
 pub fn parse(list: &str) -> Result<Plan> {
     let mut plan = Plan::default();
@@ -168,8 +169,14 @@ pub fn parse(list: &str) -> Result<Plan> {
             plan.startup_large = true;
             continue;
         }
-        if name == "floor" {
-            plan.floor = true;
+        if let Some(population) = match name.as_str() {
+            "floor" => Some(Population::Small),
+            "floor-10k" => Some(Population::Large),
+            _ => None,
+        } {
+            if !plan.floors.contains(&population) {
+                plan.floors.push(population);
+            }
             continue;
         }
         let (rest, hot) = match name.strip_suffix("-hot") {
@@ -193,7 +200,7 @@ pub fn parse(list: &str) -> Result<Plan> {
         let Some(alg) = Alg::ALL.into_iter().find(|a| a.slug() == rest) else {
             bail!(
                 "unknown scenario {raw:?}: expected <alg>[-org|-quota][-action][-10k[-hot]] with alg one of es256, eddsa, rs256, \
-                 hs256, or startup-10k, or floor"
+                 hs256, or startup-10k, or floor, or floor-10k"
             );
         };
         let scenario = LoadScenario { alg, limits, population, action, hot };
@@ -201,7 +208,7 @@ pub fn parse(list: &str) -> Result<Plan> {
             plan.load.push(scenario);
         }
     }
-    if plan.load.is_empty() && !plan.startup_large && !plan.floor {
+    if plan.load.is_empty() && !plan.startup_large && plan.floors.is_empty() {
         bail!("--scenarios is empty");
     }
     Ok(plan)
@@ -215,9 +222,9 @@ mod tests {
     fn default_set_parses_and_round_trips() {
         let plan = parse(DEFAULT).unwrap();
         assert_eq!(plan.load.len(), 13);
-        assert!(plan.startup_large && plan.floor);
+        assert!(plan.startup_large && plan.floors == [Population::Small, Population::Large]);
         let names: Vec<String> = plan.load.iter().map(LoadScenario::name).collect();
-        let middle = DEFAULT.split_once(',').unwrap().1.rsplit_once(',').unwrap().0;
+        let middle = DEFAULT.strip_prefix("floor,floor-10k,").unwrap().rsplit_once(',').unwrap().0;
         assert_eq!(names.join(","), middle.replace(' ', ""));
         assert_eq!(plan.algs(Population::Large), vec![Alg::ES256]);
         assert_eq!(plan.client_sets(Population::Small), Limits::ALL.to_vec());
@@ -229,6 +236,14 @@ mod tests {
         let plan = parse("startup-10k").unwrap();
         assert!(plan.needs(Population::Large) && !plan.needs(Population::Small));
         assert_eq!(plan.client_sets(Population::Large), vec![Limits::Quota]);
+    }
+
+    #[test]
+    fn floors_need_no_ration_server() {
+        let plan = parse("floor-10k, floor, floor").unwrap();
+        assert_eq!(plan.floors, [Population::Large, Population::Small], "each once, in the order asked");
+        assert!(plan.load.is_empty() && !plan.needs(Population::Small) && !plan.needs(Population::Large));
+        assert!(parse("floor-10k-hot").is_err());
     }
 
     #[test]

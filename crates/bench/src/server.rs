@@ -42,10 +42,11 @@ impl Server {
         })
     }
 
-    /// Starts this benchmark's own bare token handler (see `floor.rs`), logging to `log`.
-    pub async fn start_floor(log: &Path) -> Result<Server> {
+    /// Starts this benchmark's own bare token handler (see `floor.rs`) with `clients` clients,
+    /// logging to `log`.
+    pub async fn start_floor(log: &Path, clients: usize) -> Result<Server> {
         let mut command = Command::new(std::env::current_exe()?);
-        command.arg("--serve-floor");
+        command.arg("--serve-floor").arg("--floor-clients").arg(clients.to_string());
         Server::spawn(command, log).await.context("cannot start the floor server")
     }
 
