@@ -107,6 +107,19 @@ struct Args {
     floor_clients: usize,
 }
 
+impl Args {
+    /// The arguments of one round's slice of every scenario: its share of the measured time and of
+    /// the raw-rate sampling; only the first round warms up for long (the server is warm after it).
+    fn slice(&self, round: usize) -> Args {
+        Args {
+            duration: self.duration / self.rounds as f64,
+            warmup: if round == 0 { self.warmup } else { self.warmup.min(0.5) },
+            sign_secs: self.sign_secs / self.rounds as f64,
+            ..self.clone()
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.serve_floor {
@@ -168,6 +181,14 @@ struct Row {
 impl Row {
     /// Adds another round of the same scenario: counts, times and CPU add up, the raw rate is
     /// the mean weighted by measured time, memory is the latest.
+    /// Adds a round's `row` to `total`, the scenario's rounds so far (`None` before the first).
+    fn add_round(total: &mut Option<Row>, row: Row) {
+        match total {
+            Some(sum) => sum.absorb(row),
+            None => *total = Some(row),
+        }
+    }
+
     fn absorb(&mut self, other: Row) {
         let (w0, w1) = (self.window.as_secs_f64(), other.window.as_secs_f64());
         self.raw = (self.raw * w0 + other.raw * w1) / (w0 + w1);
@@ -381,20 +402,12 @@ async fn run_rounds(args: &Args, plan: &Plan, prepared: &[Prepared]) -> Result<V
         }
         let mut merged: Vec<Option<Row>> = group.iter().map(|_| None).collect();
         for round in 0..args.rounds {
-            let slice = Args {
-                duration: args.duration / args.rounds as f64,
-                warmup: if round == 0 { args.warmup } else { args.warmup.min(0.5) },
-                sign_secs: args.sign_secs / args.rounds as f64,
-                ..args.clone()
-            };
+            let slice = args.slice(round);
             for (&(p, scenario), merged) in group.iter().zip(&mut merged) {
                 let clients = p.setup.set(scenario.limits);
                 let context = || format!("scenario {}; server log:\n{}", scenario.name(), p.srv.log_tail());
                 let row = run_scenario(&slice, &p.srv, scenario, clients, None).await.with_context(context)?;
-                match merged {
-                    Some(sum) => sum.absorb(row),
-                    None => *merged = Some(row),
-                }
+                Row::add_round(merged, row);
             }
         }
         for (&(p, scenario), max) in group.iter().zip(merged.into_iter().flatten()) {
@@ -458,18 +471,10 @@ async fn run_floors(args: &Args, floors: &[Population], temp: &Path) -> Result<V
     }
     let mut merged: Vec<Option<Row>> = servers.iter().map(|_| None).collect();
     for round in 0..args.rounds {
-        let slice = Args {
-            duration: args.duration / args.rounds as f64,
-            warmup: if round == 0 { args.warmup } else { args.warmup.min(0.5) },
-            sign_secs: args.sign_secs / args.rounds as f64,
-            ..args.clone()
-        };
+        let slice = args.slice(round);
         for ((srv, scenario, bodies), merged) in servers.iter().zip(&mut merged) {
             let row = measure(&slice, srv, *scenario, bodies.clone(), bodies.len(), None, true).await?;
-            match merged {
-                Some(sum) => sum.absorb(row),
-                None => *merged = Some(row),
-            }
+            Row::add_round(merged, row);
         }
     }
     for (srv, _, _) in servers {
@@ -764,6 +769,15 @@ mod tests {
         let clients = table.header.iter().position(|h| *h == "clients").expect("a clients column");
         let column: Vec<&str> = table.rows.iter().map(|r| r[clients].as_str()).collect();
         assert_eq!(column, ["10", "10000 (10 send)"]);
+    }
+
+    #[test]
+    fn a_round_gets_its_share_and_only_the_first_warms_up_long() {
+        let args = Args::parse_from(["ration-bench", "--duration", "10", "--rounds", "5", "--warmup", "2"]);
+        let (first, later) = (args.slice(0), args.slice(3));
+        assert_eq!((first.duration, first.warmup), (2.0, 2.0));
+        assert_eq!((later.duration, later.warmup), (2.0, 0.5));
+        assert_eq!(later.sign_secs, args.sign_secs / 5.0);
     }
 
     #[test]
