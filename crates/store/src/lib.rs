@@ -180,7 +180,9 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn set_signing_key_states(&self, changes: &[(String, String)], at: UnixTime) -> Result<()>;
 
     /// Appends events in one transaction; an event whose `log_id` is already stored is skipped, so
-    /// replaying a batch is harmless.
+    /// replaying a batch is harmless. The embedded store keeps its events in `log_id` order and
+    /// appends only those after its newest (its one writer makes ids in increasing order, so the
+    /// others are a journal's replay); a shared store, written by several instances, takes any.
     async fn append_events(&self, events: &[StoredEvent]) -> Result<()>;
     async fn list_events(&self, query: &EventQuery) -> Result<Listing<StoredEvent>>;
     async fn get_event(&self, log_id: &str) -> Result<Option<StoredEvent>>;

@@ -49,12 +49,23 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "event_client_shards", include_str!("../migrations/sqlite/0002_event_client_shards.sql")),
     (3, "partial_type_indexes", include_str!("../migrations/sqlite/0003_partial_type_indexes.sql")),
     (4, "sixteen_client_shards", include_str!("../migrations/sqlite/0004_sixteen_client_shards.sql")),
+    (5, "events_in_order", include_str!("../migrations/sqlite/0005_events_in_order.sql")),
 ];
 
-/// The `events.client_shard` of the client id bound to `?`: the same expression as the generated
-/// column in migration 0004 (a test checks they agree). Client filters compare it first so that
-/// SQLite walks only that shard of the `events_client` index.
-const CLIENT_SHARD: &str = "(coalesce(unicode(substr(?, -1)), 0) + 7 * coalesce(unicode(substr(?, -2, 1)), 0)) % 16";
+/// `events.client_key` of a client id: the low 7 bits of each of its last 9 characters, packed
+/// (63 bits, so SQLite keeps it an integer). It only narrows a client filter, which also compares
+/// the id. Migration 0005 computes the same for the rows it rebuilds (a test checks they agree),
+/// and SQLite's text functions end a text at its first NUL, so this does too.
+fn client_key(client_id: &str) -> i64 {
+    let text = client_id.split('\0').next().unwrap_or_default();
+    text.chars().rev().take(9).enumerate().fold(0, |key, (i, c)| key | i64::from(u32::from(c) & 127) << (7 * i))
+}
+
+/// `events.client_shard` of a key: the generated column of migration 0005. Client filters compare
+/// it first so that SQLite walks only that shard of the `events_client` index.
+fn client_shard(key: i64) -> i64 {
+    (key + (key >> 7)) & 15
+}
 
 /// The type that the partial indexes `events_type` and `events_category` leave out, with its
 /// category (migration 0003): a query for other types or categories states it, with the same
@@ -62,7 +73,7 @@ const CLIENT_SHARD: &str = "(coalesce(unicode(substr(?, -1)), 0) + 7 * coalesce(
 const UNINDEXED_TYPE: &str = "seccft";
 
 /// The `WHERE` clause of an event listing; its placeholders are bound by `list_events` in the same
-/// order (types, categories, client id three times, dates, log id).
+/// order (types, categories, the client's shard, key and id, dates, the first `seq`).
 fn event_filter(query: &EventQuery) -> String {
     let mut filter = String::from(" WHERE 1 = 1");
     // `column IN (values)`, and for values without the one the partial index leaves out, also
@@ -80,9 +91,7 @@ fn event_filter(query: &EventQuery) -> String {
     one_of("type", &query.types, UNINDEXED_TYPE);
     one_of("category", &query.categories, ration_domain::logstream::category_of(UNINDEXED_TYPE));
     if query.client_id.is_some() {
-        filter.push_str(" AND client_shard = ");
-        filter.push_str(CLIENT_SHARD);
-        filter.push_str(" AND client_id = ?");
+        filter.push_str(" AND client_shard = ? AND client_key = ? AND client_id = ?");
     }
     if query.date_from.is_some() {
         filter.push_str(" AND date >= ?");
@@ -91,9 +100,52 @@ fn event_filter(query: &EventQuery) -> String {
         filter.push_str(" AND date < ?");
     }
     if query.after_log_id.is_some() {
-        filter.push_str(" AND log_id > ?");
+        filter.push_str(" AND seq >= ?");
     }
     filter
+}
+
+/// The `seq` of the first event whose `log_id` is at or after (`inclusive`) or after `log_id`.
+///
+/// The events are stored in `log_id` order (migration 0005: `append_events` appends only ids after
+/// the newest), so `seq` order is `log_id` order and a binary search over `seq` finds it without
+/// an index on `log_id`: about 20 lookups of the primary key for a million events. Gaps left by
+/// pruning are skipped by probing the first row at or after the middle.
+async fn seq_from(conn: &mut sqlx::SqliteConnection, log_id: &str, inclusive: bool) -> Result<Option<i64>> {
+    let passes = |id: &str| if inclusive { id >= log_id } else { id > log_id };
+    let (first, last): (Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events").fetch_one(&mut *conn).await.map_err(backend)?;
+    let (Some(mut low), Some(last)) = (first, last) else {
+        return Ok(None);
+    };
+    let probe = async |conn: &mut sqlx::SqliteConnection, at: i64| -> Result<Option<(i64, String)>> {
+        sqlx::query_as("SELECT seq, log_id FROM events WHERE seq >= ? ORDER BY seq LIMIT 1")
+            .bind(at)
+            .fetch_optional(conn)
+            .await
+            .map_err(backend)
+    };
+    match probe(&mut *conn, last).await? {
+        Some((_, id)) if passes(&id) => {}
+        _ => return Ok(None),
+    }
+    // Rows below `low` fail, `found` passes, and only `low..top` is still unknown.
+    let (mut found, mut top) = (last, last);
+    while low < top {
+        let middle = low + (top - low) / 2;
+        match probe(&mut *conn, middle).await? {
+            Some((seq, id)) if seq < top => {
+                if passes(&id) {
+                    (found, top) = (seq, seq);
+                } else {
+                    low = seq + 1;
+                }
+            }
+            // Nothing stored in `middle..top`.
+            _ => top = middle,
+        }
+    }
+    Ok(Some(found))
 }
 
 fn migrator() -> Migrator {
@@ -788,16 +840,55 @@ impl ConfigStore for SqliteStore {
         // or 10 000 clients (`cargo run --release -p ration-store --example append_events`,
         // docs/benchmarks.md); 2 048 rows gained nothing more.
         const STATEMENT_ROWS: [usize; 10] = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let mut rest = events;
+        // Rows are kept in `log_id` order (migration 0005), so only ids after the newest stored one
+        // are appended. The one writer makes ids in increasing order: an event at or before the
+        // newest is a replay of the journal, already stored. The batch is put in order first, the
+        // first copy of a duplicated id kept.
+        let mut tx = self.write_tx().await?;
+        let newest: Option<String> = sqlx::query_scalar("SELECT log_id FROM events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let in_order = events.windows(2).all(|pair| pair[0].log_id < pair[1].log_id);
+        let mut sorted;
+        let events = if in_order {
+            events
+        } else {
+            sorted = events.to_vec();
+            sorted.sort_by(|a, b| a.log_id.cmp(&b.log_id));
+            sorted.dedup_by(|later, earlier| later.log_id == earlier.log_id);
+            &sorted[..]
+        };
+        let replayed = newest.map_or(0, |newest| events.partition_point(|e| e.log_id <= newest));
+        let (replayed, mut rest) = events.split_at(replayed);
+        if let Some(oldest) = replayed.first() {
+            // A replay overlaps the newest stored events: from the oldest replayed one to the end.
+            let stored: Vec<String> = match seq_from(&mut tx, &oldest.log_id, true).await? {
+                Some(from) => sqlx::query_scalar("SELECT log_id FROM events WHERE seq >= ? ORDER BY seq")
+                    .bind(from)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(backend)?,
+                None => Vec::new(),
+            };
+            let mut stored = stored.iter().peekable();
+            let mut missing = 0;
+            for event in replayed {
+                while stored.next_if(|id| **id < event.log_id).is_some() {}
+                missing += usize::from(stored.next_if(|id| **id == event.log_id).is_none());
+            }
+            // Only a writer that broke the order could get here: say so rather than reorder the log.
+            if missing > 0 {
+                tracing::error!(missing, "events older than the newest stored one were not stored");
+            }
+        }
         while !rest.is_empty() {
             let rows = STATEMENT_ROWS.into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
             let (chunk, tail) = rest.split_at(rows.min(rest.len()));
             rest = tail;
-            let placeholders = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
-                "INSERT INTO events (log_id, date, type, category, client_id, doc) VALUES {placeholders} \
-                 ON CONFLICT (log_id) DO NOTHING"
+                "INSERT INTO events (log_id, date, type, category, client_id, client_key, doc) VALUES {placeholders}"
             );
             // Only placeholders are interpolated; every value is bound.
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -808,6 +899,7 @@ impl ConfigStore for SqliteStore {
                     .bind(&e.event_type)
                     .bind(ration_domain::logstream::category_of(&e.event_type))
                     .bind(&e.client_id)
+                    .bind(e.client_id.as_deref().map(client_key))
                     .bind(&e.json);
             }
             q.execute(&mut *tx).await.map_err(backend)?;
@@ -817,6 +909,15 @@ impl ConfigStore for SqliteStore {
 
     async fn list_events(&self, query: &EventQuery) -> Result<Listing<StoredEvent>> {
         let filter = event_filter(query);
+        // One snapshot for the search, the count and the page.
+        let mut tx = self.read_tx().await?;
+        let first_seq = match &query.after_log_id {
+            Some(after) => match seq_from(&mut tx, after, false).await? {
+                Some(seq) => Some(seq),
+                None => return Ok(Listing { items: Vec::new(), total: 0 }),
+            },
+            None => None,
+        };
         macro_rules! bind_filters {
             ($q:expr) => {{
                 let mut q = $q;
@@ -827,8 +928,8 @@ impl ConfigStore for SqliteStore {
                     q = q.bind(c);
                 }
                 if let Some(c) = &query.client_id {
-                    // Twice for the shard expression, once for the id itself.
-                    q = q.bind(c).bind(c).bind(c);
+                    let key = client_key(c);
+                    q = q.bind(client_shard(key)).bind(key).bind(c);
                 }
                 if let Some(d) = query.date_from {
                     q = q.bind(d.millis);
@@ -836,8 +937,8 @@ impl ConfigStore for SqliteStore {
                 if let Some(d) = query.date_to {
                     q = q.bind(d.millis);
                 }
-                if let Some(l) = &query.after_log_id {
-                    q = q.bind(l);
+                if let Some(seq) = first_seq {
+                    q = q.bind(seq);
                 }
                 q
             }};
@@ -849,13 +950,12 @@ impl ConfigStore for SqliteStore {
             i64::from(query.page.page).saturating_mul(i64::from(query.page.per_page))
         };
         let list_sql = format!(
-            "SELECT log_id, date, type, client_id, doc FROM events{filter} ORDER BY log_id {order} LIMIT ? OFFSET ?"
+            "SELECT log_id, date, type, client_id, doc FROM events{filter} ORDER BY seq {order} LIMIT ? OFFSET ?"
         );
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
         let total: i64 = if query.with_total {
             let count_sql = format!("SELECT COUNT(*) FROM events{filter}");
             bind_filters!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql)))
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(backend)?
         } else {
@@ -865,9 +965,10 @@ impl ConfigStore for SqliteStore {
             bind_filters!(sqlx::query_as(sqlx::AssertSqlSafe(list_sql)))
                 .bind(i64::from(query.page.per_page))
                 .bind(offset)
-                .fetch_all(&mut *conn)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(backend)?;
+        commit(tx).await?;
         let items = rows
             .into_iter()
             .map(|(log_id, date, event_type, client_id, json)| StoredEvent {
@@ -882,12 +983,18 @@ impl ConfigStore for SqliteStore {
     }
 
     async fn get_event(&self, log_id: &str) -> Result<Option<StoredEvent>> {
+        let mut tx = self.read_tx().await?;
+        let Some(seq) = seq_from(&mut tx, log_id, true).await? else {
+            return Ok(None);
+        };
         let row: Option<(String, i64, String, Option<String>, String)> =
-            sqlx::query_as("SELECT log_id, date, type, client_id, doc FROM events WHERE log_id = ?")
+            sqlx::query_as("SELECT log_id, date, type, client_id, doc FROM events WHERE seq = ? AND log_id = ?")
+                .bind(seq)
                 .bind(log_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend)?;
+        commit(tx).await?;
         Ok(row.map(|(log_id, date, event_type, client_id, json)| StoredEvent {
             log_id,
             date: UnixTime::from_millis(date),
@@ -907,7 +1014,10 @@ impl ConfigStore for SqliteStore {
     }
 
     async fn last_log_id(&self) -> Result<Option<String>> {
-        sqlx::query_scalar("SELECT MAX(log_id) FROM events").fetch_one(&self.pool).await.map_err(backend)
+        sqlx::query_scalar("SELECT log_id FROM events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
     }
 
     async fn insert_log_stream(&self, stream: &LogStream, cursor: &str) -> Result<()> {

@@ -201,7 +201,9 @@ async fn every_unique_constraint_is_named_for_conflicts() {
 }
 
 /// The PostgreSQL schema has the SQLite schema's tables and columns, in the same order: a table or
-/// column added to one backend's migrations and not the other's fails here.
+/// column added to one backend's migrations and not the other's fails here. The exception is
+/// `events.client_key`, which only SQLite's client index needs (its migration 0005; PostgreSQL
+/// indexes `(client_id, log_id)` directly).
 #[tokio::test]
 async fn schema_matches_sqlite() {
     let db = TestDb::create().await;
@@ -230,6 +232,10 @@ async fn schema_matches_sqlite() {
     .fetch_all(&mut lite)
     .await
     .expect("sqlite columns");
+    let lite_columns = lite_columns
+        .into_iter()
+        .filter(|(table, column)| (table.as_str(), column.as_str()) != ("events", "client_key"))
+        .collect();
     let group = |rows: Vec<(String, String)>| {
         let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (table, column) in rows {

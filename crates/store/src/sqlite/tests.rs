@@ -273,15 +273,17 @@ async fn client_filters_find_exactly_their_events_whatever_the_id() {
         let listing = store.list_events(&by_client(id)).await.expect("list");
         assert_eq!(listing.total, 3, "{id:?}");
         assert!(listing.items.iter().all(|e| e.client_id.as_deref() == Some(*id)), "{id:?}");
-        // The stored column and the query's expression give the same shard for this id.
-        let sql = format!("SELECT COUNT(*) FROM events WHERE client_id = ? AND client_shard = {CLIENT_SHARD}");
-        let same: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(*id)
-            .bind(*id)
-            .bind(*id)
-            .fetch_one(&store.pool)
-            .await
-            .expect("shard");
+        // The generated column and the query's shard agree for this id.
+        let key = client_key(id);
+        let same: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE client_id = ? AND client_shard = ? AND client_key = ?",
+        )
+        .bind(*id)
+        .bind(client_shard(key))
+        .bind(key)
+        .fetch_one(&store.pool)
+        .await
+        .expect("shard");
         assert_eq!(same, 3, "{id:?}");
     }
     let spread: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT client_shard) FROM events")
@@ -295,16 +297,14 @@ async fn client_filters_find_exactly_their_events_whatever_the_id() {
 #[tokio::test]
 async fn client_filters_walk_the_shard_index_not_the_table() {
     let store = SqliteStore::open_in_memory().await.expect("store");
+    let filter = event_filter(&by_client("c"));
     for sql in [
-        format!(
-            "EXPLAIN QUERY PLAN SELECT log_id FROM events WHERE client_shard = {CLIENT_SHARD} AND client_id = ? \
-             ORDER BY log_id DESC LIMIT 50"
-        ),
-        format!("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM events WHERE client_shard = {CLIENT_SHARD} AND client_id = ?"),
+        format!("EXPLAIN QUERY PLAN SELECT log_id FROM events{filter} ORDER BY seq DESC LIMIT 50"),
+        format!("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM events{filter}"),
     ] {
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(AssertSqlSafe(sql.clone()))
-            .bind("c")
-            .bind("c")
+            .bind(client_shard(client_key("c")))
+            .bind(client_key("c"))
             .bind("c")
             .fetch_all(&store.pool)
             .await
@@ -459,6 +459,22 @@ async fn type_and_category_filters_find_exactly_their_events() {
     }
 }
 
+/// Events inserted as the schema of migrations 1 to 4 took them, one statement each.
+async fn insert_old_events(pool: &SqlitePool, events: &[StoredEvent]) {
+    for e in events {
+        sqlx::query("INSERT INTO events (log_id, date, type, category, client_id, doc) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&e.log_id)
+            .bind(e.date.millis)
+            .bind(&e.event_type)
+            .bind(ration_domain::logstream::category_of(&e.event_type))
+            .bind(&e.client_id)
+            .bind(&e.json)
+            .execute(pool)
+            .await
+            .expect("old event");
+    }
+}
+
 #[tokio::test]
 async fn events_indexed_before_the_partial_indexes_are_found_by_type() {
     let db = TempDb::new();
@@ -466,18 +482,7 @@ async fn events_indexed_before_the_partial_indexes_are_found_by_type() {
         let pool = db.at_version(2).await;
         let events: Vec<StoredEvent> =
             (1..=20).map(|n| typed_event(n, if n % 4 == 0 { "feccft" } else { "seccft" })).collect();
-        for e in &events {
-            sqlx::query("INSERT INTO events (log_id, date, type, category, client_id, doc) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(&e.log_id)
-                .bind(e.date.millis)
-                .bind(&e.event_type)
-                .bind(ration_domain::logstream::category_of(&e.event_type))
-                .bind(&e.client_id)
-                .bind(&e.json)
-                .execute(&pool)
-                .await
-                .expect("old event");
-        }
+        insert_old_events(&pool, &events).await;
         pool.close().await;
         events
     };
@@ -495,7 +500,7 @@ async fn listing_plan(store: &SqliteStore, query: &EventQuery, count: bool) -> V
     let sql = if count {
         format!("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM events{filter}")
     } else {
-        format!("EXPLAIN QUERY PLAN SELECT log_id, doc FROM events{filter} ORDER BY log_id DESC LIMIT 50")
+        format!("EXPLAIN QUERY PLAN SELECT log_id, doc FROM events{filter} ORDER BY seq DESC LIMIT 50")
     };
     let plan: Vec<(i64, i64, i64, String)> =
         sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&store.pool).await.expect("plan");
@@ -524,8 +529,134 @@ async fn filters_on_other_types_use_the_partial_indexes_and_seccft_walks_the_log
 
 #[test]
 fn the_partial_indexes_leave_out_what_the_queries_say() {
-    let sql = include_str!("../../migrations/sqlite/0003_partial_type_indexes.sql");
+    let sql = include_str!("../../migrations/sqlite/0005_events_in_order.sql");
     assert!(sql.contains(&format!("WHERE type <> '{UNINDEXED_TYPE}';")), "{sql}");
     let category = ration_domain::logstream::category_of(UNINDEXED_TYPE);
     assert!(sql.contains(&format!("WHERE category <> '{category}';")), "{sql}");
+}
+
+fn all_events(newest_first: bool) -> EventQuery {
+    EventQuery { client_id: None, newest_first, page: Page { page: 0, per_page: 1000 }, ..by_client("") }
+}
+
+fn ids(listing: &Listing<StoredEvent>) -> Vec<String> {
+    listing.items.iter().map(|e| e.log_id.clone()).collect()
+}
+
+#[tokio::test]
+async fn events_stored_before_the_rebuild_keep_their_order_client_keys_and_ids() {
+    let db = TempDb::new();
+    // Inserted out of `log_id` order, as nothing stopped a version-4 store from: the rebuild puts
+    // the rows in `log_id` order.
+    let mut old: Vec<StoredEvent> = Vec::new();
+    for (i, id) in ODD_CLIENT_IDS.iter().enumerate() {
+        old.push(event(100 - i as i64, Some(id)));
+        old.push(event(200 - i as i64, Some(id)));
+    }
+    old.push(event(150, None));
+    {
+        let pool = db.at_version(4).await;
+        insert_old_events(&pool, &old).await;
+        pool.close().await;
+    }
+    let store = db.open().await;
+    old.sort_by(|a, b| a.log_id.cmp(&b.log_id));
+    let want: Vec<String> = old.iter().map(|e| e.log_id.clone()).collect();
+    assert_eq!(ids(&store.list_events(&all_events(false)).await.expect("list")), want);
+    // The migration's SQL and `client_key` agree for every id, odd ones included.
+    for id in ODD_CLIENT_IDS {
+        let keys: Vec<Option<i64>> = sqlx::query_scalar("SELECT client_key FROM events WHERE client_id = ?")
+            .bind(*id)
+            .fetch_all(&store.pool)
+            .await
+            .expect("keys");
+        assert_eq!(keys, vec![Some(client_key(id)); 2], "{id:?}");
+        let listing = store.list_events(&by_client(id)).await.expect("list");
+        assert_eq!(listing.total, 2, "{id:?}");
+    }
+    let unowned: Option<i64> = sqlx::query_scalar("SELECT client_key FROM events WHERE client_id IS NULL")
+        .fetch_one(&store.pool)
+        .await
+        .expect("key");
+    assert_eq!(unowned, None);
+    // New events go after the old ones; ids are found by the search over `seq`.
+    store.append_events(&[event(300, Some("new"))]).await.expect("append");
+    for e in &old {
+        assert_eq!(store.get_event(&e.log_id).await.expect("get").as_ref(), Some(e));
+    }
+    let after = EventQuery { after_log_id: Some(format!("{:020}", 150)), ..all_events(false) };
+    let listing = store.list_events(&after).await.expect("list");
+    assert_eq!(listing.items.first().map(|e| e.log_id.clone()), Some(format!("{:020}", 191)));
+    assert_eq!(listing.items.last().map(|e| e.log_id.clone()), Some(format!("{:020}", 300)));
+}
+
+#[tokio::test]
+async fn ids_are_found_by_the_search_over_seq_across_pruned_gaps() {
+    let store = SqliteStore::open_in_memory().await.expect("store");
+    // Dates that do not follow the ids (a clock that stepped back), so that pruning leaves gaps
+    // in the middle of `seq` and at both ends.
+    let events: Vec<StoredEvent> = (1..=500)
+        .map(|n| StoredEvent {
+            date: UnixTime::from_millis(if n % 7 < 3 || n > 490 { 1 } else { 10 }),
+            ..event(n, None)
+        })
+        .collect();
+    for chunk in events.chunks(77) {
+        store.append_events(chunk).await.expect("append");
+    }
+    let pruned = store.prune_events(UnixTime::from_millis(5)).await.expect("prune");
+    let kept: Vec<&StoredEvent> = events.iter().filter(|e| e.date.millis == 10).collect();
+    assert_eq!(pruned as usize, events.len() - kept.len());
+    for n in 0..=501 {
+        let log_id = format!("{n:020}");
+        let found = store.get_event(&log_id).await.expect("get");
+        assert_eq!(found.as_ref(), kept.iter().find(|e| e.log_id == log_id).copied(), "{n}");
+        let after = EventQuery { after_log_id: Some(log_id.clone()), ..all_events(false) };
+        let listing = store.list_events(&after).await.expect("list");
+        let want: Vec<String> = kept.iter().filter(|e| e.log_id > log_id).map(|e| e.log_id.clone()).collect();
+        assert_eq!(ids(&listing), want, "{n}");
+        assert_eq!(listing.total, want.len() as u64, "{n}");
+    }
+    // Between ids, before all and after all.
+    for probe in ["", "0", "00000000000000000100x", "1"] {
+        let want = kept.iter().find(|e| e.log_id.as_str() > probe).map(|e| e.log_id.clone());
+        let after = EventQuery { after_log_id: Some(probe.into()), ..all_events(false) };
+        let listing = store.list_events(&after).await.expect("list");
+        assert_eq!(listing.items.first().map(|e| e.log_id.clone()), want, "{probe:?}");
+        assert_eq!(store.get_event(probe).await.expect("get"), None, "{probe:?}");
+    }
+    assert_eq!(store.last_log_id().await.expect("last"), kept.last().map(|e| e.log_id.clone()));
+}
+
+#[tokio::test]
+async fn a_replay_after_the_newest_appends_only_the_new_events_in_order() {
+    let store = SqliteStore::open_in_memory().await.expect("store");
+    let events: Vec<StoredEvent> = (1..=40).map(|n| event(n, Some("c"))).collect();
+    store.append_events(&events[..25]).await.expect("first");
+    // A journal replay: the stored tail again, then what the crash left unstored.
+    store.append_events(&events[20..]).await.expect("replay");
+    let listing = store.list_events(&all_events(false)).await.expect("list");
+    assert_eq!(ids(&listing), events.iter().map(|e| e.log_id.clone()).collect::<Vec<_>>());
+    let seqs: Vec<i64> =
+        sqlx::query_scalar("SELECT seq FROM events ORDER BY log_id").fetch_all(&store.pool).await.expect("seqs");
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "seq follows log_id: {seqs:?}");
+    // An id between stored ones breaks the writer's order: it is left out (and logged), the log
+    // keeps its order and nothing stored changes.
+    let stray = StoredEvent { log_id: format!("{:020}x", 10), ..event(10, Some("c")) };
+    store.append_events(&[stray, event(41, Some("c"))]).await.expect("append");
+    let listing = store.list_events(&all_events(false)).await.expect("list");
+    assert_eq!(ids(&listing), (1..=41).map(|n| format!("{n:020}")).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn the_token_path_indexes_no_log_id() {
+    let store = SqliteStore::open_in_memory().await.expect("store");
+    let indexed: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT m.name FROM sqlite_master m, pragma_index_info(m.name) i \
+         WHERE m.type = 'index' AND m.tbl_name = 'events' AND i.name = 'log_id'",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .expect("indexes");
+    assert!(indexed.is_empty(), "{indexed:?}");
 }
