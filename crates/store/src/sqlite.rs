@@ -861,25 +861,26 @@ impl ConfigStore for SqliteStore {
         };
         let replayed = newest.map_or(0, |newest| events.partition_point(|e| e.log_id <= newest));
         let (replayed, mut rest) = events.split_at(replayed);
-        if let Some(oldest) = replayed.first() {
-            // A replay overlaps the newest stored events: from the oldest replayed one to the end.
-            let stored: Vec<String> = match seq_from(&mut tx, &oldest.log_id, true).await? {
-                Some(from) => sqlx::query_scalar("SELECT log_id FROM events WHERE seq >= ? ORDER BY seq")
-                    .bind(from)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(backend)?,
-                None => Vec::new(),
-            };
-            let mut stored = stored.iter().peekable();
-            let mut missing = 0;
-            for event in replayed {
-                while stored.next_if(|id| **id < event.log_id).is_some() {}
-                missing += usize::from(stored.next_if(|id| **id == event.log_id).is_none());
+        if let (Some(oldest), Some(latest)) = (replayed.first(), replayed.last()) {
+            // A journal replay overlaps the newest stored events: both ends of the overlap are
+            // stored (checking each event would read back the whole overlap, up to a segment).
+            let mut missing = Vec::new();
+            for event in [oldest, latest] {
+                let stored: Option<String> = match seq_from(&mut tx, &event.log_id, true).await? {
+                    Some(seq) => sqlx::query_scalar("SELECT log_id FROM events WHERE seq = ?")
+                        .bind(seq)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(backend)?,
+                    None => None,
+                };
+                if stored.as_deref() != Some(event.log_id.as_str()) {
+                    missing.push(event.log_id.as_str());
+                }
             }
             // Only a writer that broke the order could get here: say so rather than reorder the log.
-            if missing > 0 {
-                tracing::error!(missing, "events older than the newest stored one were not stored");
+            if !missing.is_empty() {
+                tracing::error!(?missing, "events older than the newest stored one were not stored");
             }
         }
         while !rest.is_empty() {

@@ -17,7 +17,9 @@
 -- No AUTOINCREMENT: a rowid is one more than the largest, so it keeps increasing as long as rows
 -- are only appended; pruning removes the oldest, or rows whose order no longer matters.
 --
--- The table is rebuilt once, in `log_id` order, at the first start after the upgrade.
+-- The table is rebuilt once, in `log_id` order, at the first start after the upgrade: about 9 s
+-- per million events stored (session 14's machine). The old table's pages stay in the file as free
+-- pages, which new events reuse (`VACUUM` with the server stopped gives them back).
 CREATE TABLE events_in_order (
     seq INTEGER PRIMARY KEY,
     log_id TEXT NOT NULL,
