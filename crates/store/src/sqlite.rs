@@ -34,6 +34,21 @@ use crate::{
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page size of databases created from now on: 16 KiB instead of SQLite's 4 KiB. The background
+/// indexer appends ~650-byte event rows and their index entries: with 4 times fewer pages it
+/// splits, balances, checksums and writes fewer of them into the WAL and back at checkpoints, and
+/// indexing an event costs about a fifth less CPU (the store's `append_events` example: 16 KiB
+/// 3.9-4.4 us per event against 5.3-5.6 us with 4 KiB; 32 KiB 4.0-4.3, 64 KiB 4.4-4.8;
+/// docs/benchmarks.md, session 14). An existing database keeps its page size; `VACUUM` after
+/// `PRAGMA page_size = 16384`, with the server stopped and out of WAL mode, converts it.
+const PAGE_SIZE: u32 = 16 * 1024;
+
+/// WAL bytes between automatic checkpoints, whatever the page size: SQLite's default 1 000 pages
+/// of 4 KiB. 10 000 such pages saved the event indexer 1-8 % of its CPU, but each checkpoint then
+/// copied ~40 MiB at once on one of the two cores, and the token endpoint's p99 at half load rose
+/// past 5 ms (docs/benchmarks.md, session 10).
+const CHECKPOINT_BYTES: i64 = 1000 * 4096;
+
 /// Connections of a file-backed store. Reads proceed in parallel under WAL; writes serialize on
 /// SQLite's lock anyway, and the token path never reads the store, so a few suffice.
 const MAX_CONNECTIONS: u32 = 4;
@@ -187,8 +202,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             // 16 MiB of page cache per connection instead of SQLite's 2 MiB: background event
-            // indexing touches the tail pages of five indexes (up to 64 in `events_client`), and
-            // re-reading evicted pages from the OS showed up in profiles (docs/benchmarks.md).
+            // indexing touches the tail pages of the events table and its indexes (up to 16 in
+            // `events_client`, 64 before migration 0004), and re-reading evicted pages from the OS
+            // showed up in profiles (docs/benchmarks.md).
             // Filled only as pages are used.
             .pragma("cache_size", "-16384")
             // Statement journals in memory: a multi-row INSERT into `events` may abort half way
@@ -197,12 +213,21 @@ impl SqliteStore {
             // `pwrite`s per indexed event, more system calls than the token path's own
             // (docs/benchmarks.md). The same setting holds sorts that no index serves; every list
             // query is paged, so those stay small.
-            .pragma("temp_store", "memory");
-        // `wal_autocheckpoint` stays at SQLite's 1 000 pages. 10 000 saved the event indexer 1-8 %
-        // of its CPU, but each checkpoint then copied ~40 MiB at once on one of the two cores, and
-        // the token endpoint's p99 at half load rose past 5 ms (docs/benchmarks.md, session 10).
+            .pragma("temp_store", "memory")
+            // Applied before `journal_mode`, which writes the header of a new file.
+            .page_size(PAGE_SIZE);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut *conn).await?;
+                    let pages = CHECKPOINT_BYTES / page_size.max(512);
+                    sqlx::query(AssertSqlSafe(format!("PRAGMA wal_autocheckpoint = {pages}")))
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;

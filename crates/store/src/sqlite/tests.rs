@@ -178,6 +178,24 @@ async fn open_sets_durability_pragmas() {
     // Statement journals of the event inserts stay off the disk (2 = MEMORY).
     let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store").fetch_one(&mut *conn).await.expect("pragma");
     assert_eq!(temp_store, 2, "MEMORY");
+    // A new file gets 16 KiB pages, and checkpoints keep to 4 000 KiB of WAL.
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut *conn).await.expect("pragma");
+    let checkpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut *conn).await.expect("pragma");
+    assert_eq!((page_size, checkpoint), (16384, 250));
+}
+
+#[tokio::test]
+async fn a_database_made_with_4_kib_pages_keeps_them_and_its_checkpoint_bytes() {
+    let db = TempDb::new();
+    {
+        let pool = db.at_version(4).await;
+        pool.close().await;
+    }
+    let store = db.open().await;
+    let mut conn = store.pool.acquire().await.expect("connection");
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut *conn).await.expect("pragma");
+    let checkpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut *conn).await.expect("pragma");
+    assert_eq!((page_size, checkpoint), (4096, 1000));
 }
 
 #[tokio::test]
