@@ -168,6 +168,8 @@ struct Row {
     /// Wall time between the CPU samples at the window's edges (CPU %); a hair off `window`.
     cpu_window: Duration,
     server_cpu: Duration,
+    /// The part of `server_cpu` on SQLite's threads (the event indexer, under load).
+    sqlite_cpu: Duration,
     bench_cpu: Duration,
     other_cpu: Duration,
     rss: u64,
@@ -196,6 +198,7 @@ impl Row {
         self.window += other.window;
         self.cpu_window += other.cpu_window;
         self.server_cpu += other.server_cpu;
+        self.sqlite_cpu += other.sqlite_cpu;
         self.bench_cpu += other.bench_cpu;
         self.other_cpu += other.other_cpu;
         self.rss = other.rss;
@@ -504,16 +507,23 @@ async fn measure(
         duration: Duration::from_secs_f64(args.duration),
         rate: paced,
     };
-    // (server cpu, own cpu, whole machine's busy cpu, wall clock) at the window's edges.
-    type Sample = (Option<Duration>, Option<Duration>, Option<Duration>, std::time::Instant);
+    // (server cpu, its SQLite threads' cpu, own cpu, whole machine's busy cpu, wall clock) at the
+    // window's edges.
+    type Sample = (Option<Duration>, Option<Duration>, Option<Duration>, Option<Duration>, std::time::Instant);
     let sample = || -> Sample {
-        (srv.cpu().ok(), server::cpu_of("/proc/self/stat").ok(), server::machine_busy().ok(), std::time::Instant::now())
+        (
+            srv.cpu().ok(),
+            srv.sqlite_cpu().ok(),
+            server::cpu_of("/proc/self/stat").ok(),
+            server::machine_busy().ok(),
+            std::time::Instant::now(),
+        )
     };
     let raw_before = raw_rate(scenario.alg, args.sign_secs / 2.0).await?;
     let (mut first, mut last) = (None, None);
     let outcome = load::run(work, || first = Some(sample()), || last = Some(sample())).await?;
     let raw_after = raw_rate(scenario.alg, args.sign_secs / 2.0).await?;
-    let ((s0, b0, m0, t0), (s1, b1, m1, t1)) =
+    let ((s0, q0, b0, m0, t0), (s1, q1, b1, m1, t1)) =
         first.zip(last).ok_or_else(|| anyhow!("the measured window never ran"))?;
     let window = Duration::from_secs_f64(args.duration);
     let delta =
@@ -525,6 +535,7 @@ async fn measure(
         clients,
         senders,
         server_cpu: delta(s0, s1),
+        sqlite_cpu: delta(q0, q1),
         bench_cpu: delta(b0, b1),
         // Everything else the machine did meanwhile (other builds, daemons): the noise indicator.
         other_cpu: delta(m0, m1).saturating_sub(delta(s0, s1) + delta(b0, b1)),
@@ -535,13 +546,16 @@ async fn measure(
         outcome,
     };
     println!(
-        "{:<24} {:>9.0} tokens/s  p99 {:>6.2} ms  server CPU {:>4.0}%  raw {:>8.0}/s  failures {}",
+        "{:<24} {:>9.0} tokens/s  p99 {:>6.2} ms  server CPU {:>4.0}%  raw {:>8.0}/s  failures {}  \
+         server {:.1} us/token (SQLite {:.1})",
         row.label(),
         row.outcome.ok as f64 / window.as_secs_f64(),
         ms(row.outcome.latency.quantile(0.99)),
         pct(row.server_cpu, row.cpu_window),
         row.raw,
-        row.outcome.failures()
+        row.outcome.failures(),
+        per_token_us(row.server_cpu, row.outcome.ok),
+        per_token_us(row.sqlite_cpu, row.outcome.ok),
     );
     Ok(row)
 }
@@ -598,6 +612,13 @@ fn ms(ns: Option<u64>) -> f64 {
     ns.map_or(f64::NAN, |v| v as f64 / 1e6)
 }
 
+/// CPU time per issued token, in µs. On these noisy VMs it ranks two builds where tokens/s
+/// cannot: the host's drift moves throughput by more than a few µs of work per token does, and
+/// a thread's own CPU time separates what changed (docs/benchmarks.md, session 14).
+fn per_token_us(cpu: Duration, tokens: u64) -> f64 {
+    cpu.as_secs_f64() * 1e6 / tokens.max(1) as f64
+}
+
 /// CPU time as a percentage of one core over `wall`.
 fn pct(cpu: Duration, wall: Duration) -> f64 {
     100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)
@@ -620,6 +641,8 @@ fn results_table(rows: &[Row], store: &str, concurrency: usize) -> Table {
         "p99 ms",
         "p99.9 ms",
         "server CPU %",
+        "server CPU µs/token",
+        "SQLite CPU µs/token",
         "server RSS MiB",
         "bench CPU %",
         "other CPU %",
@@ -653,6 +676,8 @@ fn results_table(rows: &[Row], store: &str, concurrency: usize) -> Table {
                 q(0.99),
                 q(0.999),
                 format!("{:.0}", pct(r.server_cpu, r.cpu_window)),
+                format!("{:.1}", per_token_us(r.server_cpu, r.outcome.ok)),
+                format!("{:.1}", per_token_us(r.sqlite_cpu, r.outcome.ok)),
                 mib(r.rss),
                 format!("{:.0}", pct(r.bench_cpu, r.cpu_window)),
                 format!("{:.0}", pct(r.other_cpu, r.cpu_window)),
@@ -752,6 +777,7 @@ mod tests {
             window: Duration::from_secs(secs),
             cpu_window: Duration::from_secs(secs),
             server_cpu: Duration::from_millis(server_cpu_ms),
+            sqlite_cpu: Duration::from_millis(server_cpu_ms / 10),
             bench_cpu: Duration::from_millis(server_cpu_ms / 8),
             other_cpu: Duration::ZERO,
             rss: ok,
@@ -789,6 +815,9 @@ mod tests {
         assert_eq!(row.window, Duration::from_secs(8), "the measured windows add up");
         assert_eq!(row.outcome.ok as f64 / row.window.as_secs_f64(), 75.0, "tokens/s over all rounds");
         assert_eq!(pct(row.server_cpu, row.cpu_window), 155.0, "CPU % over all rounds");
+        // 12.4 s of server CPU (1.24 s of it SQLite's) for 600 tokens.
+        assert!((per_token_us(row.server_cpu, row.outcome.ok) - 12_400_000.0 / 600.0).abs() < 1e-6);
+        assert!((per_token_us(row.sqlite_cpu, row.outcome.ok) - 1_240_000.0 / 600.0).abs() < 1e-6);
         // Weighted by measured time: (60 k · 2 + 70 k · 2 + 64 k · 4) / 8.
         assert_eq!(row.raw, 64_500.0);
         assert_eq!(row.rss, 200, "memory is the latest round's");

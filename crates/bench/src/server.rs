@@ -102,6 +102,23 @@ impl Server {
         cpu_of(&format!("/proc/{}/stat", self.pid))
     }
 
+    /// CPU time used so far by the threads that run SQLite (sqlx's `sqlx-sqlite-worker-N`, one per
+    /// connection): under load, the event log's background indexing. Threads that ended are not
+    /// counted; the pool keeps its connections.
+    pub fn sqlite_cpu(&self) -> Result<Duration> {
+        let tasks = format!("/proc/{}/task", self.pid);
+        let mut total = Duration::ZERO;
+        for task in std::fs::read_dir(&tasks).with_context(|| format!("cannot read {tasks}"))? {
+            let path = task?.path();
+            // A thread may end between the listing and the reads: it is skipped.
+            let Ok(name) = std::fs::read_to_string(path.join("comm")) else { continue };
+            if name.starts_with("sqlx-sqlite") {
+                total += cpu_of(&path.join("stat").to_string_lossy()).unwrap_or_default();
+            }
+        }
+        Ok(total)
+    }
+
     /// The server's log (stderr), last lines, for error messages.
     pub fn log_tail(&self) -> String {
         tail(&self.log)
