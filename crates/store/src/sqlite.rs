@@ -120,13 +120,17 @@ fn event_filter(query: &EventQuery) -> String {
     filter
 }
 
-/// The `seq` of the first event whose `log_id` is at or after (`inclusive`) or after `log_id`.
+/// The newest stored event's `log_id`: the last row, since rows are kept in `log_id` order.
+const NEWEST_LOG_ID: &str = "SELECT log_id FROM events ORDER BY seq DESC LIMIT 1";
+
+/// The `seq` and `log_id` of the first event whose `log_id` is at or after (`inclusive`) or after
+/// `log_id`.
 ///
 /// The events are stored in `log_id` order (migration 0005: `append_events` appends only ids after
 /// the newest), so `seq` order is `log_id` order and a binary search over `seq` finds it without
 /// an index on `log_id`: about 20 lookups of the primary key for a million events. Gaps left by
 /// pruning are skipped by probing the first row at or after the middle.
-async fn seq_from(conn: &mut sqlx::SqliteConnection, log_id: &str, inclusive: bool) -> Result<Option<i64>> {
+async fn seq_from(conn: &mut sqlx::SqliteConnection, log_id: &str, inclusive: bool) -> Result<Option<(i64, String)>> {
     let passes = |id: &str| if inclusive { id >= log_id } else { id > log_id };
     let (first, last): (Option<i64>, Option<i64>) =
         sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events").fetch_one(&mut *conn).await.map_err(backend)?;
@@ -140,18 +144,18 @@ async fn seq_from(conn: &mut sqlx::SqliteConnection, log_id: &str, inclusive: bo
             .await
             .map_err(backend)
     };
-    match probe(&mut *conn, last).await? {
-        Some((_, id)) if passes(&id) => {}
+    let mut found = match probe(&mut *conn, last).await? {
+        Some(row) if passes(&row.1) => row,
         _ => return Ok(None),
-    }
+    };
     // Rows below `low` fail, `found` passes, and only `low..top` is still unknown.
-    let (mut found, mut top) = (last, last);
+    let mut top = last;
     while low < top {
         let middle = low + (top - low) / 2;
         match probe(&mut *conn, middle).await? {
             Some((seq, id)) if seq < top => {
                 if passes(&id) {
-                    (found, top) = (seq, seq);
+                    (found, top) = ((seq, id), seq);
                 } else {
                     low = seq + 1;
                 }
@@ -870,10 +874,8 @@ impl ConfigStore for SqliteStore {
         // newest is a replay of the journal, already stored. The batch is put in order first, the
         // first copy of a duplicated id kept.
         let mut tx = self.write_tx().await?;
-        let newest: Option<String> = sqlx::query_scalar("SELECT log_id FROM events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let newest: Option<String> =
+            sqlx::query_scalar(NEWEST_LOG_ID).fetch_optional(&mut *tx).await.map_err(backend)?;
         let in_order = events.windows(2).all(|pair| pair[0].log_id < pair[1].log_id);
         let mut sorted;
         let events = if in_order {
@@ -891,15 +893,8 @@ impl ConfigStore for SqliteStore {
             // stored (checking each event would read back the whole overlap, up to a segment).
             let mut missing = Vec::new();
             for event in [oldest, latest] {
-                let stored: Option<String> = match seq_from(&mut tx, &event.log_id, true).await? {
-                    Some(seq) => sqlx::query_scalar("SELECT log_id FROM events WHERE seq = ?")
-                        .bind(seq)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(backend)?,
-                    None => None,
-                };
-                if stored.as_deref() != Some(event.log_id.as_str()) {
+                let stored = seq_from(&mut tx, &event.log_id, true).await?;
+                if stored.is_none_or(|(_, id)| id != event.log_id) {
                     missing.push(event.log_id.as_str());
                 }
             }
@@ -939,7 +934,7 @@ impl ConfigStore for SqliteStore {
         let mut tx = self.read_tx().await?;
         let first_seq = match &query.after_log_id {
             Some(after) => match seq_from(&mut tx, after, false).await? {
-                Some(seq) => Some(seq),
+                Some((seq, _)) => Some(seq),
                 None => return Ok(Listing { items: Vec::new(), total: 0 }),
             },
             None => None,
@@ -1010,13 +1005,13 @@ impl ConfigStore for SqliteStore {
 
     async fn get_event(&self, log_id: &str) -> Result<Option<StoredEvent>> {
         let mut tx = self.read_tx().await?;
-        let Some(seq) = seq_from(&mut tx, log_id, true).await? else {
-            return Ok(None);
+        let seq = match seq_from(&mut tx, log_id, true).await? {
+            Some((seq, id)) if id == log_id => seq,
+            _ => return Ok(None),
         };
         let row: Option<(String, i64, String, Option<String>, String)> =
-            sqlx::query_as("SELECT log_id, date, type, client_id, doc FROM events WHERE seq = ? AND log_id = ?")
+            sqlx::query_as("SELECT log_id, date, type, client_id, doc FROM events WHERE seq = ?")
                 .bind(seq)
-                .bind(log_id)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend)?;
@@ -1040,10 +1035,7 @@ impl ConfigStore for SqliteStore {
     }
 
     async fn last_log_id(&self) -> Result<Option<String>> {
-        sqlx::query_scalar("SELECT log_id FROM events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)
+        sqlx::query_scalar(NEWEST_LOG_ID).fetch_optional(&self.pool).await.map_err(backend)
     }
 
     async fn insert_log_stream(&self, stream: &LogStream, cursor: &str) -> Result<()> {

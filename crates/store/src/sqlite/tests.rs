@@ -162,6 +162,13 @@ fn conflict_names_follow_the_trait_docs() {
     );
 }
 
+/// `PRAGMA page_size` and `PRAGMA wal_autocheckpoint` of a connection.
+async fn page_size_and_checkpoint(conn: &mut sqlx::SqliteConnection) -> (i64, i64) {
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut *conn).await.expect("pragma");
+    let checkpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut *conn).await.expect("pragma");
+    (page_size, checkpoint)
+}
+
 #[tokio::test]
 async fn open_sets_durability_pragmas() {
     let db = TempDb::new();
@@ -179,8 +186,7 @@ async fn open_sets_durability_pragmas() {
     let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store").fetch_one(&mut *conn).await.expect("pragma");
     assert_eq!(temp_store, 2, "MEMORY");
     // A new file gets 16 KiB pages, and checkpoints keep to 4 000 KiB of WAL.
-    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut *conn).await.expect("pragma");
-    let checkpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut *conn).await.expect("pragma");
+    let (page_size, checkpoint) = page_size_and_checkpoint(&mut conn).await;
     assert_eq!((page_size, checkpoint), (16384, 250));
 }
 
@@ -193,8 +199,7 @@ async fn a_database_made_with_4_kib_pages_keeps_them_and_its_checkpoint_bytes() 
     }
     let store = db.open().await;
     let mut conn = store.pool.acquire().await.expect("connection");
-    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut *conn).await.expect("pragma");
-    let checkpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut *conn).await.expect("pragma");
+    let (page_size, checkpoint) = page_size_and_checkpoint(&mut conn).await;
     assert_eq!((page_size, checkpoint), (4096, 1000));
 }
 
