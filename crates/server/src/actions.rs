@@ -95,7 +95,13 @@ pub async fn reload_bound(state: &AppState) -> Result<(), crate::error::ApiError
 
 /// Auth0's `event` for the credentials-exchange trigger (secrets are added per action by the
 /// pool). The request body is rebuilt from the parsed parameters, so no secret can be in it.
-fn event(state: &AppState, decision: &Decision, request: &TokenRequest, grant_type: &str, info: &RequestInfo) -> Value {
+fn event(
+    state: &AppState,
+    decision: &Decision<'_>,
+    request: &TokenRequest,
+    grant_type: &str,
+    info: &RequestInfo,
+) -> Value {
     let client = &decision.client;
     let mut body = Map::new();
     body.insert("grant_type".into(), json!(grant_type));
@@ -148,7 +154,7 @@ pub struct Ran {
 pub async fn run(
     state: &AppState,
     actions: &[Arc<ActionCode>],
-    decision: &Decision,
+    decision: &Decision<'_>,
     request: &TokenRequest,
     grant_type: &str,
     info: &RequestInfo,

@@ -66,7 +66,7 @@ fn unavailable(CounterError::Unavailable(detail): CounterError) -> OAuthError {
 /// event's group commit already wrote the count (see `ration_counters::EmbeddedCounters`).
 pub async fn consume(
     state: &AppState,
-    decision: &Decision,
+    decision: &Decision<'_>,
     plan: &QuotaPlan,
     now: UnixTime,
     info: &RequestInfo,
@@ -227,14 +227,14 @@ fn rejection(plan: &QuotaPlan, used: &[u64], exhausted: usize, now: UnixTime) ->
 
 /// Policy `allow` issued a token while the shared counters were unreachable: counted by this
 /// instance only until they are back. Operators should know.
-fn degraded_warning(state: &AppState, decision: &Decision, now: UnixTime, info: &RequestInfo) {
+fn degraded_warning(state: &AppState, decision: &Decision<'_>, now: UnixTime, info: &RequestInfo) {
     state.events.emit(
         now,
         info,
         json!({
             "type": "quota_store_unavailable",
             "description": "Quota counters unreachable: token issued and counted locally (quota_store_failure = allow)",
-            "client_id": decision.client.client_id,
+            "client_id": decision.client_id,
             "client_name": decision.client.name,
             "details": {"policy": "allow"},
         }),
@@ -244,7 +244,7 @@ fn degraded_warning(state: &AppState, decision: &Decision, now: UnixTime, info: 
 /// Auth0 writes `token_quota_consumption_warning` when a bucket first reaches 60, 80 and 100 %.
 fn warn_on_thresholds(
     state: &AppState,
-    decision: &Decision,
+    decision: &Decision<'_>,
     plan: &QuotaPlan,
     after: &[u64],
     now: UnixTime,
@@ -260,7 +260,7 @@ fn warn_on_thresholds(
                 json!({
                     "type": "token_quota_consumption_warning",
                     "description": format!("{pct}% of {entity} {window} quota consumed"),
-                    "client_id": decision.client.client_id,
+                    "client_id": decision.client_id,
                     "client_name": decision.client.name,
                     "details": {
                         "bucket": window,

@@ -144,14 +144,16 @@ async fn exchange(
     let catalog = state.catalog.load();
     let authenticated = match &parsed.auth {
         ClientAuth::Assertion { client_id, assertion } => {
-            crate::client_keys::authenticate(state, &catalog, client_id.as_deref(), assertion, now).await
+            crate::client_keys::authenticate(state, &catalog, client_id.as_deref(), assertion, now)
+                .await
+                .map(|client| (client.client_id.as_str(), client))
         }
         other => authenticate(state, &catalog, other),
     };
-    let client = match authenticated {
-        Ok(client) => {
-            state.bruteforce.success(&client.client_id);
-            client
+    let (authenticated_id, client) = match authenticated {
+        Ok(found) => {
+            state.bruteforce.success(found.0);
+            found
         }
         Err(e) => {
             for lockout in state.bruteforce.failure(client_id, &info.ip, now) {
@@ -160,7 +162,7 @@ async fn exchange(
             return Err(e.into());
         }
     };
-    let decision = ration_domain::token::decide(&catalog, client, &parsed.request)?;
+    let decision = ration_domain::token::decide(&catalog, authenticated_id, client, &parsed.request)?;
     let plan = decision.quota_plan(&catalog, now);
     // Actions run before anything is consumed (a denied exchange consumes nothing), and after a
     // pre-check, so that a client over its quota does not run them. Without Actions the consume
@@ -194,7 +196,7 @@ async fn exchange(
     // wait costs nothing (with the two awaited together, every token joined a second group).
     let action_logs = ran.as_ref().map(|ran| crate::actions::logs_json(&ran.logs));
     let event = Seccft {
-        client_id: &decision.client.client_id,
+        client_id: decision.client_id,
         client_name: &decision.client.name,
         audience: &decision.resource_server.identifier,
         // The token's own `scope` claim, joined once in `mint`.
@@ -287,8 +289,13 @@ async fn read_body(body: Body) -> Result<Bytes, OAuthError> {
 }
 
 /// Unknown client, wrong secret and a public client all get the same answer, so that the endpoint
-/// does not reveal which client ids exist.
-fn authenticate<'c>(state: &AppState, catalog: &'c Catalog, auth: &ClientAuth) -> Result<&'c Arc<Client>, TokenError> {
+/// does not reveal which client ids exist. Returns the client and its id as the request sent it
+/// (the catalog found the client by it, so the two are equal; see `decide`).
+fn authenticate<'c>(
+    state: &AppState,
+    catalog: &'c Catalog,
+    auth: &'c ClientAuth,
+) -> Result<(&'c str, &'c Arc<Client>), TokenError> {
     let (client_id, secret) = match auth {
         ClientAuth::Post { client_id, client_secret } | ClientAuth::Basic { client_id, client_secret } => {
             (client_id, client_secret)
@@ -305,7 +312,7 @@ fn authenticate<'c>(state: &AppState, catalog: &'c Catalog, auth: &ClientAuth) -
     {
         return Err(TokenError::Unauthorized);
     }
-    Ok(client)
+    Ok((client_id, client))
 }
 
 struct Minted {
@@ -317,7 +324,7 @@ struct Minted {
 
 fn mint(
     state: &AppState,
-    decision: &Decision,
+    decision: &Decision<'_>,
     now: UnixTime,
     custom: &Map<String, Value>,
 ) -> Result<Minted, OAuthError> {
@@ -338,13 +345,13 @@ fn mint(
     let jti = random_bytes::<16>().map(|b| B64.encode(b)).map_err(|_| internal("random generator failed"))?;
     let claims = Claims {
         iss: &state.issuer,
-        sub: [decision.client.client_id.as_str(), "@clients"].concat(),
+        sub: [decision.client_id, "@clients"].concat(),
         aud: &rs.identifier,
         iat,
         exp: iat + i64::from(rs.token_lifetime),
         scope: &scope,
         gty: "client-credentials",
-        azp: &decision.client.client_id,
+        azp: decision.client_id,
         jti: &jti,
         org_id: decision.organization.as_ref().map(|o| o.id.as_str()),
         org_name: decision.organization.as_ref().map(|o| o.name.as_str()),
