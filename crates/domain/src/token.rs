@@ -389,6 +389,42 @@ mod tests {
         assert!(c.client("c1").is_some() && c.client("client-7").is_none());
     }
 
+    /// A client with a grant per API: each request gets the grant of its own audience, whatever
+    /// the order the grants came in and however alike the audiences are; replacing or removing
+    /// one grant leaves the others.
+    #[test]
+    fn each_audience_finds_its_own_grant_among_many() {
+        let (mut c, client) = catalog();
+        let audiences = ["https://api", "https://api/", "https://apj", "https://ap", "", "https://api2"];
+        for (i, audience) in audiences.iter().enumerate().skip(1) {
+            c.upsert_resource_server(ResourceServer {
+                id: format!("rs{i}x"),
+                identifier: (*audience).to_owned(),
+                ..(**c.resource_server("rs1").unwrap()).clone()
+            });
+            c.upsert_grant(ClientGrant {
+                id: format!("cgr_{i}x"),
+                audience: (*audience).to_owned(),
+                scope: vec![format!("scope{i}")],
+                ..(**c.grant("cgr_1").unwrap()).clone()
+            });
+        }
+        for (i, audience) in audiences.iter().enumerate() {
+            let d = decide(&c, "c1", &client, &req(Some(audience), None, None)).unwrap();
+            assert_eq!(d.grant.audience, *audience);
+            let expected = if i == 0 { vec!["read".to_owned(), "write".to_owned()] } else { vec![format!("scope{i}")] };
+            assert_eq!(*d.scopes, expected);
+        }
+        c.upsert_grant(ClientGrant { scope: vec!["changed".into()], ..(**c.grant("cgr_3x").unwrap()).clone() });
+        c.remove_grant("cgr_2x");
+        assert_eq!(*decide(&c, "c1", &client, &req(Some("https://ap"), None, None)).unwrap().scopes, ["changed"]);
+        assert!(matches!(
+            decide(&c, "c1", &client, &req(Some("https://apj"), None, None)).unwrap_err(),
+            TokenError::NoClientGrant { .. }
+        ));
+        assert_eq!(decide(&c, "c1", &client, &req(Some("https://api2"), None, None)).unwrap().grant.id, "cgr_5x");
+    }
+
     #[test]
     fn paused_client_is_refused_first() {
         let (mut c, client) = catalog();
