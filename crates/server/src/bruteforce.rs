@@ -180,19 +180,9 @@ fn count(
     now: UnixTime,
 ) -> Option<Lockout> {
     let mut map = tracked.map.lock().ok()?;
-    let lockout = count_locked(&mut map, key, key_type, t, window, now);
-    tracked.any.store(!map.is_empty(), Ordering::Release);
-    lockout
-}
-
-fn count_locked(
-    map: &mut HashMap<String, Entry>,
-    key: &str,
-    key_type: &'static str,
-    t: &Thresholds,
-    window: Duration,
-    now: UnixTime,
-) -> Option<Lockout> {
+    // Every way out below leaves the map holding something: this key's entry, or MAX_TRACKED
+    // others.
+    tracked.any.store(true, Ordering::Release);
     let window_ms = window.as_millis() as i64;
     if !map.contains_key(key) && map.len() >= MAX_TRACKED {
         map.retain(|_, e| now.millis - e.window_start < window_ms || e.locked_until > now.millis);
@@ -224,6 +214,23 @@ fn count_locked(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lock-free check trusts the flags: each must say whether its map holds anything.
+    #[test]
+    fn the_flags_follow_the_maps() {
+        let g = Guard::new(Settings::default());
+        let t = UnixTime::from_secs(1_800_000_000);
+        assert!(g.clients.is_empty() && g.addresses.is_empty());
+        assert!(g.failure(Some("a"), "1.2.3.4", t).is_empty());
+        assert!(!g.clients.is_empty() && !g.addresses.is_empty());
+        g.success("b");
+        assert!(!g.clients.is_empty(), "another client's success clears nothing");
+        g.success("a");
+        assert!(g.clients.is_empty(), "the last entry is gone");
+        assert!(!g.addresses.is_empty(), "a success does not clear the address");
+        assert!(g.failure(None, "5.6.7.8", t).is_empty());
+        assert!(g.clients.is_empty(), "a failure without a client id tracks no client");
+    }
 
     #[test]
     fn one_client_locks_out_others_do_not_and_success_resets() {
