@@ -54,15 +54,16 @@ fn audience_hash(audience: &str) -> u64 {
     foldhash::fast::FixedState::with_seed(0).hash_one(audience)
 }
 
-impl ClientEntry {
-    fn grants(&self) -> ClientGrants<'_> {
-        ClientGrants { client_credentials: self.client_credentials, grants: &self.grants }
-    }
+/// The grant for `audience` among a client's.
+fn find_grant<'a>(grants: &'a [GrantRef], audience: &str) -> Option<&'a Arc<ClientGrant>> {
+    let hash = audience_hash(audience);
+    grants.iter().find(|g| g.audience_hash == hash && g.grant.audience == audience).map(|g| &g.grant)
 }
 
-/// What the token path needs of a client besides the `Client` itself ([`Catalog::client_grants`]).
+/// What the token path needs of a client, found with one probe ([`Catalog::client_grants`]).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientGrants<'a> {
+    pub client: &'a Client,
     /// [`Client::allows_client_credentials`], precomputed.
     pub client_credentials: bool,
     grants: &'a [GrantRef],
@@ -71,8 +72,7 @@ pub struct ClientGrants<'a> {
 impl<'a> ClientGrants<'a> {
     /// The grant for `audience`.
     pub fn grant_for(&self, audience: &str) -> Option<&'a Arc<ClientGrant>> {
-        let hash = audience_hash(audience);
-        self.grants.iter().find(|g| g.audience_hash == hash && g.grant.audience == audience).map(|g| &g.grant)
+        find_grant(self.grants, audience)
     }
 }
 
@@ -146,9 +146,11 @@ impl Catalog {
         self.clients().count()
     }
 
-    /// A client's grant facts with one probe; `None` for an unknown client.
+    /// A client with its grant facts, with one probe; `None` for an unknown client.
     pub fn client_grants(&self, client_id: &str) -> Option<ClientGrants<'_>> {
-        self.clients.get(client_id).filter(|entry| entry.client.is_some()).map(ClientEntry::grants)
+        let entry = self.clients.get(client_id)?;
+        let client = entry.client.as_deref()?;
+        Some(ClientGrants { client, client_credentials: entry.client_credentials, grants: &entry.grants })
     }
 
     pub fn resource_servers(&self) -> impl Iterator<Item = &Arc<ResourceServer>> {
@@ -168,7 +170,7 @@ impl Catalog {
     }
 
     pub fn grant_for(&self, client_id: &str, audience: &str) -> Option<&Arc<ClientGrant>> {
-        self.clients.get(client_id)?.grants().grant_for(audience)
+        find_grant(&self.clients.get(client_id)?.grants, audience)
     }
 
     pub fn organization(&self, id: &str) -> Option<&Arc<Organization>> {

@@ -167,21 +167,22 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
-/// Decides what an authenticated `client` may get for `request`, in Auth0's order of checks:
-/// grant type, audience, client grant, scopes, organization.
+/// Decides what the authenticated client `client_id` may get for `request`, in Auth0's order of
+/// checks: grant type, audience, client grant, scopes, organization.
 ///
-/// `client_id` is `client.client_id` as the caller has it (the request's copy, which it looked the
-/// client up by): with many clients the client's own copy is a cold cache line, and the decision,
-/// the token's claims, its event and its quota buckets all need the id.
+/// `client_id` is the caller's copy (the request's, which it authenticated): with many clients
+/// the client's own copy is a cold cache line, and the decision, the token's claims, its event
+/// and its quota buckets all need the id. The client is looked up by it here, so the decision's
+/// id and client always agree.
 pub fn decide<'a>(
     catalog: &'a Catalog,
     client_id: &'a str,
-    client: &'a Client,
     request: &TokenRequest,
 ) -> Result<Decision<'a>, TokenError> {
-    // One probe for both the grant type and the grant (an unknown client has neither).
+    // One probe for the client, the grant type and the grants (an unknown client has none).
     let facts = catalog.client_grants(client_id).filter(|c| c.client_credentials);
     let Some(facts) = facts else { return Err(TokenError::GrantTypeNotAllowed) };
+    let client = facts.client;
     let audience = match (&request.audience, &catalog.tenant().default_audience) {
         (Some(aud), _) => aud.as_str(),
         (None, Some(default)) => default.as_str(),
@@ -321,30 +322,30 @@ mod tests {
 
     #[test]
     fn grants_all_scopes_by_default_and_subsets_on_request() {
-        let (c, client) = catalog();
-        let d = decide(&c, "c1", &client, &req(Some("https://api"), None, None)).unwrap();
+        let (c, _) = catalog();
+        let d = decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap();
         assert_eq!(d.scopes, vec!["read", "write"]);
-        let d = decide(&c, "c1", &client, &req(Some("https://api"), Some(&["write", "write"]), None)).unwrap();
+        let d = decide(&c, "c1", &req(Some("https://api"), Some(&["write", "write"]), None)).unwrap();
         assert_eq!(d.scopes, vec!["write"]);
-        let e = decide(&c, "c1", &client, &req(Some("https://api"), Some(&["admin", "read"]), None)).unwrap_err();
+        let e = decide(&c, "c1", &req(Some("https://api"), Some(&["admin", "read"]), None)).unwrap_err();
         assert_eq!(e.description(), "Client has not been granted scopes: admin");
     }
 
     #[test]
     fn audience_errors() {
-        let (mut c, client) = catalog();
-        assert_eq!(decide(&c, "c1", &client, &req(None, None, None)).unwrap_err(), TokenError::NoAudience);
+        let (mut c, _) = catalog();
+        assert_eq!(decide(&c, "c1", &req(None, None, None)).unwrap_err(), TokenError::NoAudience);
         assert!(matches!(
-            decide(&c, "c1", &client, &req(Some("https://nope"), None, None)).unwrap_err(),
+            decide(&c, "c1", &req(Some("https://nope"), None, None)).unwrap_err(),
             TokenError::UnknownAudience(_)
         ));
         let mut tenant = c.tenant().clone();
         tenant.default_audience = Some("https://api".into());
         c.set_tenant(tenant);
-        assert!(decide(&c, "c1", &client, &req(None, None, None)).is_ok());
+        assert!(decide(&c, "c1", &req(None, None, None)).is_ok());
         c.remove_grant("cgr_1");
         assert!(matches!(
-            decide(&c, "c1", &client, &req(Some("https://api"), None, None)).unwrap_err(),
+            decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap_err(),
             TokenError::NoClientGrant { .. }
         ));
     }
@@ -368,7 +369,7 @@ mod tests {
         c.upsert_client((*client).clone());
         assert_eq!((c.n_clients(), c.clients().count()), (1, 1));
         let client = c.client("c1").unwrap().clone();
-        assert_eq!(decide(&c, "c1", &client, &req(Some("https://api"), None, None)).unwrap().grant.id, "cgr_1");
+        assert_eq!(decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap().grant.id, "cgr_1");
 
         c.remove_grant("cgr_1");
         assert!(c.grant_for("c1", "https://api").is_none());
@@ -394,7 +395,7 @@ mod tests {
     /// one grant leaves the others.
     #[test]
     fn each_audience_finds_its_own_grant_among_many() {
-        let (mut c, client) = catalog();
+        let (mut c, _) = catalog();
         let audiences = ["https://api", "https://api/", "https://apj", "https://ap", "", "https://api2"];
         for (i, audience) in audiences.iter().enumerate().skip(1) {
             c.upsert_resource_server(ResourceServer {
@@ -410,19 +411,19 @@ mod tests {
             });
         }
         for (i, audience) in audiences.iter().enumerate() {
-            let d = decide(&c, "c1", &client, &req(Some(audience), None, None)).unwrap();
+            let d = decide(&c, "c1", &req(Some(audience), None, None)).unwrap();
             assert_eq!(d.grant.audience, *audience);
             let expected = if i == 0 { vec!["read".to_owned(), "write".to_owned()] } else { vec![format!("scope{i}")] };
             assert_eq!(*d.scopes, expected);
         }
         c.upsert_grant(ClientGrant { scope: vec!["changed".into()], ..(**c.grant("cgr_3x").unwrap()).clone() });
         c.remove_grant("cgr_2x");
-        assert_eq!(*decide(&c, "c1", &client, &req(Some("https://ap"), None, None)).unwrap().scopes, ["changed"]);
+        assert_eq!(*decide(&c, "c1", &req(Some("https://ap"), None, None)).unwrap().scopes, ["changed"]);
         assert!(matches!(
-            decide(&c, "c1", &client, &req(Some("https://apj"), None, None)).unwrap_err(),
+            decide(&c, "c1", &req(Some("https://apj"), None, None)).unwrap_err(),
             TokenError::NoClientGrant { .. }
         ));
-        assert_eq!(decide(&c, "c1", &client, &req(Some("https://api2"), None, None)).unwrap().grant.id, "cgr_5x");
+        assert_eq!(decide(&c, "c1", &req(Some("https://api2"), None, None)).unwrap().grant.id, "cgr_5x");
     }
 
     #[test]
@@ -431,9 +432,8 @@ mod tests {
         let mut paused = (*client).clone();
         paused.grant_types.clear();
         c.upsert_client(paused);
-        let client = c.client("c1").unwrap().clone();
         assert_eq!(
-            decide(&c, "c1", &client, &req(Some("https://nope"), None, None)).unwrap_err(),
+            decide(&c, "c1", &req(Some("https://nope"), None, None)).unwrap_err(),
             TokenError::GrantTypeNotAllowed
         );
     }
@@ -442,35 +442,34 @@ mod tests {
     fn organization_rules() {
         let (mut c, client) = catalog();
         let r = req(Some("https://api"), None, Some("acme"));
-        assert!(matches!(decide(&c, "c1", &client, &r).unwrap_err(), TokenError::OrganizationNotAssociated { .. }));
+        assert!(matches!(decide(&c, "c1", &r).unwrap_err(), TokenError::OrganizationNotAssociated { .. }));
         c.set_organization_grant("org_1", "cgr_1", true);
-        let d = decide(&c, "c1", &client, &r).unwrap();
+        let d = decide(&c, "c1", &r).unwrap();
         assert_eq!(d.organization.as_ref().map(|o| o.id.as_str()), Some("org_1"));
         assert!(matches!(
-            decide(&c, "c1", &client, &req(Some("https://api"), None, Some("ghost"))).unwrap_err(),
+            decide(&c, "c1", &req(Some("https://api"), None, Some("ghost"))).unwrap_err(),
             TokenError::UnknownOrganization(_)
         ));
         // Allow without an organization: none applies.
-        assert!(decide(&c, "c1", &client, &req(Some("https://api"), None, None)).unwrap().organization.is_none());
+        assert!(decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap().organization.is_none());
 
         let mut grant = (**c.grant("cgr_1").unwrap()).clone();
         grant.organization_usage = OrganizationUsage::Require;
         c.upsert_grant(grant.clone());
         assert!(matches!(
-            decide(&c, "c1", &client, &req(Some("https://api"), None, None)).unwrap_err(),
+            decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap_err(),
             TokenError::OrganizationRequired { .. }
         ));
         let mut with_default = (*client).clone();
         with_default.default_organization =
             Some(DefaultOrganization { organization_id: "org_1".into(), flows: vec![CLIENT_CREDENTIALS.into()] });
         c.upsert_client(with_default);
-        let client2 = c.client("c1").unwrap().clone();
-        let d = decide(&c, "c1", &client2, &req(Some("https://api"), None, None)).unwrap();
+        let d = decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap();
         assert_eq!(d.organization.map(|o| o.name.clone()).as_deref(), Some("acme"));
 
         grant.organization_usage = OrganizationUsage::Deny;
         c.upsert_grant(grant);
-        assert!(matches!(decide(&c, "c1", &client2, &r).unwrap_err(), TokenError::OrganizationNotAllowed { .. }));
+        assert!(matches!(decide(&c, "c1", &r).unwrap_err(), TokenError::OrganizationNotAllowed { .. }));
     }
 
     #[test]
@@ -485,15 +484,14 @@ mod tests {
         tenant.default_token_quota.clients = Some(q(5));
         tenant.default_token_quota.organizations = Some(q(7));
         c.set_tenant(tenant);
-        let d = decide(&c, "c1", &client, &req(Some("https://api"), None, Some("org_1"))).unwrap();
+        let d = decide(&c, "c1", &req(Some("https://api"), None, Some("org_1"))).unwrap();
         let plan = d.quota_plan(&c, t0());
         assert_eq!(plan.buckets.iter().map(|b| b.limit).collect::<Vec<_>>(), vec![5, 7]);
 
         let mut own = (*client).clone();
         own.token_quota = Some(q(3));
         c.upsert_client(own);
-        let client = c.client("c1").unwrap().clone();
-        let d = decide(&c, "c1", &client, &req(Some("https://api"), None, None)).unwrap();
+        let d = decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap();
         let plan = d.quota_plan(&c, t0());
         assert_eq!(plan.buckets.iter().map(|b| b.limit).collect::<Vec<_>>(), vec![3], "no org, no org quota");
     }

@@ -4,7 +4,6 @@
 //! The catalog and key ring are in memory; `now` is read at the start and passed down.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -12,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ration_domain::{Catalog, Client, Decision, TokenError, UnixTime};
+use ration_domain::{Catalog, Decision, TokenError, UnixTime};
 use ration_proto::oauth::{ClientAuth, ParsedTokenRequest, TokenResponse, parse_token_request, token_error_status};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -146,14 +145,14 @@ async fn exchange(
         ClientAuth::Assertion { client_id, assertion } => {
             crate::client_keys::authenticate(state, &catalog, client_id.as_deref(), assertion, now)
                 .await
-                .map(|client| (client.client_id.as_str(), client))
+                .map(|client| client.client_id.as_str())
         }
         other => authenticate(state, &catalog, other),
     };
-    let (authenticated_id, client) = match authenticated {
-        Ok(found) => {
-            state.bruteforce.success(found.0);
-            found
+    let authenticated_id = match authenticated {
+        Ok(id) => {
+            state.bruteforce.success(id);
+            id
         }
         Err(e) => {
             for lockout in state.bruteforce.failure(client_id, &info.ip, now) {
@@ -162,7 +161,7 @@ async fn exchange(
             return Err(e.into());
         }
     };
-    let decision = ration_domain::token::decide(&catalog, authenticated_id, client, &parsed.request)?;
+    let decision = ration_domain::token::decide(&catalog, authenticated_id, &parsed.request)?;
     let plan = decision.quota_plan(&catalog, now);
     // Actions run before anything is consumed (a denied exchange consumes nothing), and after a
     // pre-check, so that a client over its quota does not run them. Without Actions the consume
@@ -289,13 +288,9 @@ async fn read_body(body: Body) -> Result<Bytes, OAuthError> {
 }
 
 /// Unknown client, wrong secret and a public client all get the same answer, so that the endpoint
-/// does not reveal which client ids exist. Returns the client and its id as the request sent it
-/// (the catalog found the client by it, so the two are equal; see `decide`).
-fn authenticate<'c>(
-    state: &AppState,
-    catalog: &'c Catalog,
-    auth: &'c ClientAuth,
-) -> Result<(&'c str, &'c Arc<Client>), TokenError> {
+/// does not reveal which client ids exist. Returns the client's id as the request sent it (the
+/// copy `decide` reads; see there).
+fn authenticate<'c>(state: &AppState, catalog: &Catalog, auth: &'c ClientAuth) -> Result<&'c str, TokenError> {
     let (client_id, secret) = match auth {
         ClientAuth::Post { client_id, client_secret } | ClientAuth::Basic { client_id, client_secret } => {
             (client_id, client_secret)
@@ -312,7 +307,7 @@ fn authenticate<'c>(
     {
         return Err(TokenError::Unauthorized);
     }
-    Ok((client_id, client))
+    Ok(client_id)
 }
 
 struct Minted {
