@@ -50,6 +50,7 @@ macro_rules! conformance_tests {
             events_append_idempotently_filter_page_and_prune,
             events_in_large_batches_skip_duplicates,
             event_ids_order_bytewise,
+            packed_events_read_back_as_json,
             log_streams_round_trip_keep_cursor_and_categories_filter,
             log_stream_conflicts_and_missing_streams,
             actions_versions_and_bindings,
@@ -729,6 +730,39 @@ pub(crate) async fn events_in_large_batches_skip_duplicates(h: &impl Harness) {
     assert_eq!(store.last_log_id().await.expect("last"), Some("002500".into()));
     let q = EventQuery { categories: vec!["management.fail".into()], ..event_query() };
     assert_eq!(store.list_events(&q).await.expect("list").total, 833);
+}
+
+/// What the event writer hands over packed (`crate::packed`) reads back as JSON, from a listing
+/// and by id, and a plain document beside it is untouched.
+pub(crate) async fn packed_events_read_back_as_json(h: &impl Harness) {
+    use crate::packed::Member;
+    let store = h.store();
+    let code = |m: Member| char::from(m.code());
+    let packed = format!(
+        "{{\"log_id\":\"p1\",{}{}\"https://api/\"{}\"c1\"{}{}\"j\\u0007\"}}{}{}}}",
+        code(Member::EventSchema),
+        code(Member::Audience),
+        code(Member::ClientId),
+        code(Member::SeccftDescription),
+        code(Member::AccessTokenJti),
+        code(Member::SeccftType),
+        code(Member::NoUserName),
+    );
+    let json = r#"{"log_id":"p1","$event_schema":{"version":"1.0.0"},"audience":"https://api/","client_id":"c1","description":"Client Credentials for Access Token","details":{"access_token_jti":"j\u0007"},"type":"seccft","user_name":""}"#;
+    let ev = |log_id: &str, json: &str| StoredEvent {
+        log_id: log_id.into(),
+        date: UnixTime::from_millis(1_000),
+        event_type: "seccft".into(),
+        client_id: Some("c1".into()),
+        json: json.into(),
+    };
+    store.append_events(&[ev("p1", &packed), ev("p2", r#"{"log_id":"p2"}"#)]).await.expect("append");
+    assert_eq!(store.get_event("p1").await.expect("get"), Some(ev("p1", json)));
+    let listed = store.list_events(&EventQuery { client_id: Some("c1".into()), ..event_query() }).await.expect("list");
+    let docs: Vec<&str> = listed.items.iter().map(|e| e.json.as_str()).collect();
+    assert_eq!(docs, vec![json, r#"{"log_id":"p2"}"#]);
+    let value: serde_json::Value = serde_json::from_str(docs[0]).expect("JSON");
+    assert_eq!(value["details"]["access_token_jti"], "j\u{7}");
 }
 
 pub(crate) async fn event_ids_order_bytewise(h: &impl Harness) {

@@ -12,6 +12,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod packed;
 mod postgres;
 mod records;
 mod sqlite;
@@ -69,7 +70,8 @@ pub struct StoredEvent {
     pub date: UnixTime,
     pub event_type: String,
     pub client_id: Option<String>,
-    /// The event exactly as `/api/v2/logs` serves it.
+    /// The event exactly as `/api/v2/logs` serves it. What a store is given to append may be
+    /// packed ([`packed`]); what it reads back never is.
     pub json: String,
 }
 

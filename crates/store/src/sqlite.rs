@@ -351,6 +351,14 @@ fn total(count: i64) -> u64 {
     u64::try_from(count).unwrap_or_default()
 }
 
+/// A stored document as JSON text: `append_events` stores what it is given, packed or not.
+fn unpacked(doc: String) -> String {
+    match crate::packed::unpack(&doc) {
+        std::borrow::Cow::Borrowed(_) => doc,
+        std::borrow::Cow::Owned(json) => json,
+    }
+}
+
 async fn commit(tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<()> {
     tx.commit().await.map_err(backend)
 }
@@ -1004,7 +1012,7 @@ impl ConfigStore for SqliteStore {
                 date: UnixTime::from_millis(date),
                 event_type,
                 client_id,
-                json,
+                json: unpacked(json),
             })
             .collect();
         Ok(Listing { items, total: u64::try_from(total).unwrap_or(0) })
@@ -1028,7 +1036,7 @@ impl ConfigStore for SqliteStore {
             date: UnixTime::from_millis(date),
             event_type,
             client_id,
-            json,
+            json: unpacked(json),
         }))
     }
 

@@ -340,7 +340,9 @@ fn journaled_jtis(data_dir: &std::path::Path, client_id: &str) -> BTreeSet<Strin
         }
         for line in std::fs::read_to_string(&path).expect("read journal").lines() {
             let (_, json) = line.split_once(' ').unwrap_or_else(|| panic!("journal line `<millis> <json>`: {line}"));
-            let ev: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("journal JSON ({e}): {json}"));
+            // Journaled as written: `seccft`s are packed (`ration_store::packed`).
+            let json = ration_store::packed::unpack(json);
+            let ev: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("journal JSON ({e}): {json}"));
             if ev["type"] == "seccft" && ev["client_id"] == client_id {
                 jtis.insert(event_jti(&ev));
             }

@@ -6,7 +6,8 @@
 //! token, and that wait, not CPU, bounded throughput. Appending the finished JSON to a file is a
 //! single system call; the store then takes the events in large batches, off the request path.
 //!
-//! Format: one event per line, `<date millis> <event JSON>\n` (JSON never contains a raw newline).
+//! Format: one event per line, `<date millis> <event JSON>\n` (JSON never contains a raw newline,
+//! and a packed document, `ration_store::packed`, only control bytes other than newline).
 //! Segments are named `events-<n>.journal`; the writer starts a new one past [`SEGMENT_BYTES`], and
 //! a segment is deleted once every event in it is in the store. At start-up every remaining
 //! segment is replayed into the store (inserts of `log_id`s already there are skipped) and deleted.
@@ -92,7 +93,8 @@ fn encode(buf: &mut Vec<u8>, event: &StoredEvent) {
 fn decode(line: &str) -> Option<StoredEvent> {
     let (millis, json) = line.split_once(' ')?;
     let date = UnixTime::from_millis(millis.parse().ok()?);
-    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    // Packed or not (`ration_store::packed`); kept as written, the store unpacks what it reads.
+    let value: serde_json::Value = serde_json::from_str(&ration_store::packed::unpack(json)).ok()?;
     let text = |name: &str| value.get(name).and_then(serde_json::Value::as_str).map(str::to_owned);
     Some(StoredEvent {
         log_id: text("log_id")?,
