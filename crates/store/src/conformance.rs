@@ -733,25 +733,28 @@ pub(crate) async fn events_in_large_batches_skip_duplicates(h: &impl Harness) {
 }
 
 /// What the event writer hands over packed (`crate::packed`) reads back as JSON, from a listing
-/// and by id, and a plain document beside it is untouched.
+/// and by id, with its `log_id` and `date` from the row, and a plain document beside it is
+/// untouched.
 pub(crate) async fn packed_events_read_back_as_json(h: &impl Harness) {
     use crate::packed::Member;
     let store = h.store();
     let code = |m: Member| char::from(m.code());
     let packed = format!(
-        "{{\"log_id\":\"p1\",{}{}\"https://api/\"{}\"c1\"{}{}\"j\\u0007\"}}{}{}}}",
+        "{{{}{}{}\"https://api/\"{}\"c1\"{}{}{}\"j\\u0007\"}}{}{}}}",
+        code(Member::LogId),
         code(Member::EventSchema),
         code(Member::Audience),
         code(Member::ClientId),
+        code(Member::Date),
         code(Member::SeccftDescription),
         code(Member::AccessTokenJti),
         code(Member::SeccftType),
         code(Member::NoUserName),
     );
-    let json = r#"{"log_id":"p1","$event_schema":{"version":"1.0.0"},"audience":"https://api/","client_id":"c1","description":"Client Credentials for Access Token","details":{"access_token_jti":"j\u0007"},"type":"seccft","user_name":""}"#;
+    let json = r#"{"log_id":"p1","$event_schema":{"version":"1.0.0"},"audience":"https://api/","client_id":"c1","date":"2026-12-06T00:00:01.234Z","description":"Client Credentials for Access Token","details":{"access_token_jti":"j\u0007"},"type":"seccft","user_name":""}"#;
     let ev = |log_id: &str, json: &str| StoredEvent {
         log_id: log_id.into(),
-        date: UnixTime::from_millis(1_000),
+        date: UnixTime::from_millis(1_796_515_201_234),
         event_type: "seccft".into(),
         client_id: Some("c1".into()),
         json: json.into(),

@@ -8,6 +8,9 @@
 //! docs/benchmarks.md), a tenth of a token's CPU beyond its signature. The event journal and the
 //! database shrink by as much.
 //!
+//! Two members repeat what the row holds anyway: `log_id` and `date` are the event's own columns
+//! (and the journal line's), so their codes stand for the member with the column's value.
+//!
 //! How: the event writer puts a [`Member`]'s code byte where its text would be. Codes are control
 //! bytes other than tab, newline and carriage return, which JSON text never holds raw (a string
 //! escapes them, and compact JSON has no whitespace): a document with one is packed, one without
@@ -18,6 +21,15 @@
 //! take unused codes.
 
 use std::borrow::Cow;
+
+use ration_domain::UnixTime;
+
+/// What a packed document leaves to its row: the values of [`Member::LogId`] and [`Member::Date`].
+#[derive(Clone, Copy, Debug)]
+pub struct Columns<'a> {
+    pub log_id: &'a str,
+    pub date: UnixTime,
+}
 
 /// A text that a packed document holds as one byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,10 +56,11 @@ pub enum Member {
     UserAgent = 0x14,
     NoUserId = 0x15,
     NoUserName = 0x16,
+    LogId = 0x17,
 }
 
 impl Member {
-    pub const ALL: [Member; 19] = [
+    pub const ALL: [Member; 20] = [
         Member::EventSchema,
         Member::Audience,
         Member::ClientId,
@@ -67,6 +80,7 @@ impl Member {
         Member::UserAgent,
         Member::NoUserId,
         Member::NoUserName,
+        Member::LogId,
     ];
 
     /// The byte that stands for [`Member::text`].
@@ -75,16 +89,19 @@ impl Member {
     }
 
     /// What the code stands for: a member's name with its separators, and its value where every
-    /// event has the same one. The first member of an object has no leading comma.
+    /// event has the same one. The first member of an object has no leading comma. The two
+    /// members whose values are columns, [`Member::LogId`] and [`Member::Date`], are written by
+    /// [`Member::write`].
     pub const fn text(self) -> &'static str {
         match self {
+            Member::LogId => r#""log_id":""#,
             Member::EventSchema => r#""$event_schema":{"version":"1.0.0"}"#,
             Member::Audience => r#","audience":"#,
             Member::ClientId => r#","client_id":"#,
             Member::ClientIp => r#","client_ip":"#,
             Member::ClientName => r#","client_name":"#,
             Member::NoConnectionId => r#","connection_id":"""#,
-            Member::Date => r#","date":"#,
+            Member::Date => r#","date":""#,
             Member::SeccftDescription => r#","description":"Client Credentials for Access Token""#,
             Member::AccessTokenJti => r#","details":{"access_token_jti":"#,
             Member::Hostname => r#","hostname":"#,
@@ -103,10 +120,28 @@ impl Member {
     fn of(code: u8) -> Option<Member> {
         Member::ALL.into_iter().find(|m| m.code() == code)
     }
+
+    /// Appends what the code stands for in a document of the row `columns`.
+    fn write(self, out: &mut String, columns: Columns<'_>) {
+        out.push_str(self.text());
+        match self {
+            // Ids and dates are digits and ASCII: nothing to escape.
+            Member::LogId => {
+                out.push_str(columns.log_id);
+                out.push_str("\",");
+            }
+            Member::Date => {
+                out.push_str(&columns.date.to_rfc3339());
+                out.push('"');
+            }
+            _ => {}
+        }
+    }
 }
 
-/// The JSON text of a document, packed or not. A plain document is returned as it is.
-pub fn unpack(doc: &str) -> Cow<'_, str> {
+/// The JSON text of a document of the row `columns`, packed or not. A plain document is returned
+/// as it is.
+pub fn unpack<'a>(doc: &'a str, columns: Columns<'_>) -> Cow<'a, str> {
     let bytes = doc.as_bytes();
     let Some(first) = bytes.iter().position(|&b| b < 0x20) else {
         return Cow::Borrowed(doc);
@@ -117,7 +152,7 @@ pub fn unpack(doc: &str) -> Cow<'_, str> {
         if let Some(member) = if b < 0x20 { Member::of(b) } else { None } {
             // `i` and `start` are at ASCII bytes, so both are character boundaries.
             out.push_str(doc.get(start..i).unwrap_or_default());
-            out.push_str(member.text());
+            member.write(&mut out, columns);
             start = i + 1;
         }
     }
@@ -145,8 +180,10 @@ mod tests {
     #[test]
     fn a_packed_document_unpacks_to_its_json_and_a_plain_one_is_untouched() {
         let code = |m: Member| char::from(m.code()).to_string();
+        let columns = Columns { log_id: "9001", date: UnixTime::from_millis(1_796_515_200_000) };
         let packed = format!(
-            "{{\"log_id\":\"9001\",{}{}\"https://api/\"{}\"c\\u0001\"{}{}{}\"2026-12-06T00:00:00.000Z\"{}{}\"j\"}}{}}}",
+            "{{{}{}{}\"https://api/\"{}\"c\\u0001\"{}{}{}{}{}\"j\"}}{}}}",
+            code(Member::LogId),
             code(Member::EventSchema),
             code(Member::Audience),
             code(Member::ClientId),
@@ -158,12 +195,12 @@ mod tests {
             code(Member::SeccftType),
         );
         let plain = r#"{"log_id":"9001","$event_schema":{"version":"1.0.0"},"audience":"https://api/","client_id":"c\u0001","connection_id":"","isMobile":false,"date":"2026-12-06T00:00:00.000Z","description":"Client Credentials for Access Token","details":{"access_token_jti":"j"},"type":"seccft"}"#;
-        assert_eq!(unpack(&packed), plain);
-        let value: serde_json::Value = serde_json::from_str(&unpack(&packed)).expect("valid JSON");
+        assert_eq!(unpack(&packed, columns), plain);
+        let value: serde_json::Value = serde_json::from_str(&unpack(&packed, columns)).expect("valid JSON");
         assert_eq!(value["client_id"], "c\u{1}", "an escaped control character is not a code");
-        assert!(matches!(unpack(plain), Cow::Borrowed(_)));
-        assert_eq!(unpack("{}"), "{}");
+        assert!(matches!(unpack(plain, columns), Cow::Borrowed(_)));
+        assert_eq!(unpack("{}", columns), "{}");
         // A byte that is no code (corruption) is kept, not dropped.
-        assert_eq!(unpack("{\u{17}}"), "{\u{17}}");
+        assert_eq!(unpack("{\u{1f}}", columns), "{\u{1f}}");
     }
 }

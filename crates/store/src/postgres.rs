@@ -815,7 +815,10 @@ impl ConfigStore for PgStore {
             let client_ids: Vec<Option<&str>> = chunk.iter().map(|e| e.client_id.as_deref()).collect();
             // Unpacked first (`crate::packed`): PostgreSQL keeps plain JSON, which SQL can query.
             // Packing is for the embedded store's CPU.
-            let docs: Vec<std::borrow::Cow<'_, str>> = chunk.iter().map(|e| crate::packed::unpack(&e.json)).collect();
+            let docs: Vec<std::borrow::Cow<'_, str>> = chunk
+                .iter()
+                .map(|e| crate::packed::unpack(&e.json, crate::packed::Columns { log_id: &e.log_id, date: e.date }))
+                .collect();
             sqlx::query(
                 "INSERT INTO events (log_id, date, type, category, client_id, doc) \
                  SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) \

@@ -352,8 +352,8 @@ fn total(count: i64) -> u64 {
 }
 
 /// A stored document as JSON text: `append_events` stores what it is given, packed or not.
-fn unpacked(doc: String) -> String {
-    match crate::packed::unpack(&doc) {
+fn unpacked(doc: String, log_id: &str, date: UnixTime) -> String {
+    match crate::packed::unpack(&doc, crate::packed::Columns { log_id, date }) {
         std::borrow::Cow::Borrowed(_) => doc,
         std::borrow::Cow::Owned(json) => json,
     }
@@ -1007,12 +1007,9 @@ impl ConfigStore for SqliteStore {
         commit(tx).await?;
         let items = rows
             .into_iter()
-            .map(|(log_id, date, event_type, client_id, json)| StoredEvent {
-                log_id,
-                date: UnixTime::from_millis(date),
-                event_type,
-                client_id,
-                json: unpacked(json),
+            .map(|(log_id, date, event_type, client_id, json)| {
+                let date = UnixTime::from_millis(date);
+                StoredEvent { json: unpacked(json, &log_id, date), log_id, date, event_type, client_id }
             })
             .collect();
         Ok(Listing { items, total: u64::try_from(total).unwrap_or(0) })
@@ -1031,12 +1028,9 @@ impl ConfigStore for SqliteStore {
                 .await
                 .map_err(backend)?;
         commit(tx).await?;
-        Ok(row.map(|(log_id, date, event_type, client_id, json)| StoredEvent {
-            log_id,
-            date: UnixTime::from_millis(date),
-            event_type,
-            client_id,
-            json: unpacked(json),
+        Ok(row.map(|(log_id, date, event_type, client_id, json)| {
+            let date = UnixTime::from_millis(date);
+            StoredEvent { json: unpacked(json, &log_id, date), log_id, date, event_type, client_id }
         }))
     }
 

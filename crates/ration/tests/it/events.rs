@@ -339,9 +339,13 @@ fn journaled_jtis(data_dir: &std::path::Path, client_id: &str) -> BTreeSet<Strin
             continue;
         }
         for line in std::fs::read_to_string(&path).expect("read journal").lines() {
-            let (_, json) = line.split_once(' ').unwrap_or_else(|| panic!("journal line `<millis> <json>`: {line}"));
-            // Journaled as written: `seccft`s are packed (`ration_store::packed`).
-            let json = ration_store::packed::unpack(json);
+            let mut parts = line.splitn(3, ' ');
+            let (Some(millis), Some(log_id), Some(json)) = (parts.next(), parts.next(), parts.next()) else {
+                panic!("journal line `<millis> <log_id> <json>`: {line}");
+            };
+            // Journaled as written: packed (`ration_store::packed`), its `log_id` and date on the line.
+            let date = ration_domain::UnixTime::from_millis(millis.parse().expect("millis"));
+            let json = ration_store::packed::unpack(json, ration_store::packed::Columns { log_id, date });
             let ev: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("journal JSON ({e}): {json}"));
             if ev["type"] == "seccft" && ev["client_id"] == client_id {
                 jtis.insert(event_jti(&ev));

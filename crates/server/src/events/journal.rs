@@ -6,8 +6,9 @@
 //! token, and that wait, not CPU, bounded throughput. Appending the finished JSON to a file is a
 //! single system call; the store then takes the events in large batches, off the request path.
 //!
-//! Format: one event per line, `<date millis> <event JSON>\n` (JSON never contains a raw newline,
-//! and a packed document, `ration_store::packed`, only control bytes other than newline).
+//! Format: one event per line, `<date millis> <log_id> <event JSON>\n`. The JSON is packed
+//! (`ration_store::packed`): it leaves its `log_id` and `date` to the line, and holds control bytes
+//! but never a newline. Lines written before packing, `<date millis> <event JSON>`, still replay.
 //! Segments are named `events-<n>.journal`; the writer starts a new one past [`SEGMENT_BYTES`], and
 //! a segment is deleted once every event in it is in the store. At start-up every remaining
 //! segment is replayed into the store (inserts of `log_id`s already there are skipped) and deleted.
@@ -53,7 +54,7 @@ impl Segment {
     /// Appends the events in one write. They are durable against a process crash when this
     /// returns (in the kernel's page cache), and against power loss with [`Durability::Fsync`].
     pub fn append(&mut self, events: &[StoredEvent]) -> std::io::Result<()> {
-        let len: usize = events.iter().map(|e| e.json.len() + 22).sum();
+        let len: usize = events.iter().map(|e| e.json.len() + e.log_id.len() + 23).sum();
         let mut buf = Vec::with_capacity(len);
         for event in events {
             encode(&mut buf, event);
@@ -84,6 +85,8 @@ fn segment_path(dir: &Path, number: u64) -> PathBuf {
 fn encode(buf: &mut Vec<u8>, event: &StoredEvent) {
     buf.extend_from_slice(itoa::Buffer::new().format(event.date.millis).as_bytes());
     buf.push(b' ');
+    buf.extend_from_slice(event.log_id.as_bytes());
+    buf.push(b' ');
     buf.extend_from_slice(event.json.as_bytes());
     buf.push(b'\n');
 }
@@ -91,13 +94,20 @@ fn encode(buf: &mut Vec<u8>, event: &StoredEvent) {
 /// Parses one line back into the stored form. `None` for a line cut short by a power loss (the
 /// only way a line can be damaged: a process crash cannot interrupt a `write(2)` half way).
 fn decode(line: &str) -> Option<StoredEvent> {
-    let (millis, json) = line.split_once(' ')?;
+    let (millis, rest) = line.split_once(' ')?;
     let date = UnixTime::from_millis(millis.parse().ok()?);
-    // Packed or not (`ration_store::packed`); kept as written, the store unpacks what it reads.
-    let value: serde_json::Value = serde_json::from_str(&ration_store::packed::unpack(json)).ok()?;
+    // A line written before packing has no `log_id` of its own: its JSON starts right away.
+    let (line_log_id, json) = match rest.split_once(' ') {
+        Some((log_id, json)) if !rest.starts_with('{') => (log_id, json),
+        _ => ("", rest),
+    };
+    // Parsed whole, packed or not, so that a line cut short is found; kept as written (the store
+    // unpacks what it reads).
+    let columns = ration_store::packed::Columns { log_id: line_log_id, date };
+    let value: serde_json::Value = serde_json::from_str(&ration_store::packed::unpack(json, columns)).ok()?;
     let text = |name: &str| value.get(name).and_then(serde_json::Value::as_str).map(str::to_owned);
     Some(StoredEvent {
-        log_id: text("log_id")?,
+        log_id: text("log_id").filter(|id| !id.is_empty())?,
         date,
         event_type: text("type").unwrap_or_default(),
         client_id: text("client_id"),
@@ -168,9 +178,14 @@ mod tests {
         let mut first = Segment::create(&dir, 7, Durability::Process).unwrap();
         first.append(&[event(1), event(2)]).unwrap();
         let mut second = first.next().unwrap();
-        second.append(&[event(3)]).unwrap();
+        // A packed event leaves its `log_id` and `date` to the line.
+        let packed = StoredEvent { json: "{\u{17}\"type\":\"seccft\"\u{7}}".into(), ..event(4) };
+        second.append(&[event(3), packed.clone()]).unwrap();
+        let mut file = std::fs::OpenOptions::new().append(true).open(second.path()).unwrap();
+        // A line written before packing: no `log_id` of its own.
+        file.write_all(b"1800000000005 {\"log_id\":\"9005\",\"type\":\"sapi\"}\n").unwrap();
         // A power loss can leave a partial last line.
-        std::fs::OpenOptions::new().append(true).open(second.path()).unwrap().write_all(b"1800000 {\"log_").unwrap();
+        file.write_all(b"1800000 9006 {\x17\"ty").unwrap();
         std::fs::write(dir.join("unrelated.txt"), "x").unwrap();
 
         let found = segments(&dir).unwrap();
@@ -179,7 +194,15 @@ mod tests {
         for (_, path) in &found {
             all.extend(read_segment(path).unwrap());
         }
-        assert_eq!(all, vec![event(1), event(2), event(3)]);
+        let legacy = StoredEvent {
+            log_id: "9005".into(),
+            date: UnixTime::from_millis(1_800_000_000_005),
+            event_type: "sapi".into(),
+            client_id: None,
+            json: r#"{"log_id":"9005","type":"sapi"}"#.into(),
+        };
+        let packed_read = StoredEvent { client_id: None, ..packed };
+        assert_eq!(all, vec![event(1), event(2), event(3), packed_read, legacy]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
