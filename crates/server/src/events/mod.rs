@@ -11,6 +11,9 @@
 //! - Shared store (PostgreSQL): there is no local journal (another instance could not replay it);
 //!   the group is committed to the store in one transaction before its events are released.
 //!
+//! Every event's `log_id` (the row's own column), and a `seccft`'s fixed texts and date, are
+//! written packed into single bytes ([`ration_store::packed`]); the store's reads unpack them.
+//!
 //! Events that belong to an issued token or a stored change are awaited
 //! ([`EventLog::emit_durable`]); others ([`EventLog::emit`]) are not, so a failing or flooding
 //! caller cannot slow anyone down. Readers of the store call [`EventLog::flushed`] first, so that
@@ -53,7 +56,8 @@ struct Pending {
     date: UnixTime,
     event_type: String,
     client_id: Option<String>,
-    /// A JSON object with at least one member (`date`), without `log_id`.
+    /// A JSON object with at least one member, without `log_id`; packed for a `seccft`
+    /// (`ration_store::packed`, its date then left to `date`).
     body: String,
     /// Without a journal: released once the event is in the store.
     done: Option<oneshot::Sender<bool>>,
