@@ -351,12 +351,35 @@ fn total(count: i64) -> u64 {
     u64::try_from(count).unwrap_or_default()
 }
 
-/// A stored document as JSON text: `append_events` stores what it is given, packed or not.
-fn unpacked(doc: String, log_id: &str, date: UnixTime) -> String {
-    match crate::packed::unpack(&doc, crate::packed::Columns { log_id, date }) {
+/// `SELECT log_id, date, type, client_id, doc FROM events`.
+type EventRow = (String, i64, String, Option<String>, String);
+
+/// An event as read: `append_events` stores the document it is given, packed or not, and a read
+/// gives it back as JSON text.
+fn event_from_row((log_id, date, event_type, client_id, doc): EventRow) -> StoredEvent {
+    let date = UnixTime::from_millis(date);
+    let json = match crate::packed::unpack(&doc, crate::packed::Columns { log_id: &log_id, date }) {
         std::borrow::Cow::Borrowed(_) => doc,
         std::borrow::Cow::Owned(json) => json,
-    }
+    };
+    StoredEvent { log_id, date, event_type, client_id, json }
+}
+
+/// The `INSERT` of `rows` events, each `(log_id, date, type, category, client_id, client_key,
+/// doc)`.
+///
+/// `OR FAIL`, not the default `ABORT`: a statement that may abort inside a transaction makes
+/// SQLite keep a statement journal, a copy of every page the statement changes (the tails of the
+/// table and of each index, again for every statement), so that it can undo that statement alone.
+/// Nothing here needs that: a failed statement fails the whole transaction, which is rolled back,
+/// and the journal replay appends only ids after the newest stored. Its only constraints are NOT
+/// NULLs that the types already guarantee. About 7 % less CPU per event (the `append_events`
+/// example).
+fn insert_events_sql(rows: usize) -> String {
+    let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "INSERT OR FAIL INTO events (log_id, date, type, category, client_id, client_key, doc) VALUES {placeholders}"
+    )
 }
 
 async fn commit(tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<()> {
@@ -870,12 +893,12 @@ impl ConfigStore for SqliteStore {
         // other, and re-preparing them cost ~6 k instructions per event.
         //
         // Up to 512 rows (3 072 bound values, well under SQLite's 32 766): while the statements
-        // kept a statement journal (until `OR FAIL`, below), a copy of every page each statement
-        // modifies, 64-row statements each copied the tail pages of the table and of every index
-        // again (up to 64 `events_client` shards each, 16 since migration 0004). 512-row
-        // statements cost 15-16 % less CPU per event, with 10 or 10 000 clients (`cargo run
-        // --release -p ration-store --example append_events`, docs/benchmarks.md); 2 048 rows
-        // gained nothing more.
+        // kept a statement journal (until `OR FAIL`, see `insert_events_sql`), a copy of every
+        // page each statement modifies, 64-row statements each copied the tail pages of the table
+        // and of every index again (up to 64 `events_client` shards each, 16 since migration
+        // 0004). 512-row statements cost 15-16 % less CPU per event, with 10 or 10 000 clients
+        // (`cargo run --release -p ration-store --example append_events`, docs/benchmarks.md);
+        // 2 048 rows gained nothing more.
         const STATEMENT_ROWS: [usize; 10] = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
         // Rows are kept in `log_id` order (migration 0005), so only ids after the newest stored one
         // are appended. The one writer makes ids in increasing order: an event at or before the
@@ -915,19 +938,8 @@ impl ConfigStore for SqliteStore {
             let rows = STATEMENT_ROWS.into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
             let (chunk, tail) = rest.split_at(rows.min(rest.len()));
             rest = tail;
-            let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            // `OR FAIL`, not the default `ABORT`: a statement that may abort inside a transaction
-            // makes SQLite keep a statement journal, a copy of every page the statement changes
-            // (the tails of the table and of each index, again for every statement), so that it
-            // can undo that statement alone. Nothing here needs that: a failed statement fails
-            // the whole transaction, which is rolled back, and the journal replay appends only
-            // ids after the newest stored. Its only constraints are NOT NULLs that the types
-            // already guarantee. About 7 % less CPU per event (the `append_events` example).
-            let sql = format!(
-                "INSERT OR FAIL INTO events (log_id, date, type, category, client_id, client_key, doc) VALUES {placeholders}"
-            );
             // Only placeholders are interpolated; every value is bound.
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(insert_events_sql(chunk.len())));
             for e in chunk {
                 q = q
                     .bind(&e.log_id)
@@ -997,21 +1009,14 @@ impl ConfigStore for SqliteStore {
         } else {
             0
         };
-        let rows: Vec<(String, i64, String, Option<String>, String)> =
-            bind_filters!(sqlx::query_as(sqlx::AssertSqlSafe(list_sql)))
-                .bind(i64::from(query.page.per_page))
-                .bind(offset)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
+        let rows: Vec<EventRow> = bind_filters!(sqlx::query_as(sqlx::AssertSqlSafe(list_sql)))
+            .bind(i64::from(query.page.per_page))
+            .bind(offset)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
         commit(tx).await?;
-        let items = rows
-            .into_iter()
-            .map(|(log_id, date, event_type, client_id, json)| {
-                let date = UnixTime::from_millis(date);
-                StoredEvent { json: unpacked(json, &log_id, date), log_id, date, event_type, client_id }
-            })
-            .collect();
+        let items = rows.into_iter().map(event_from_row).collect();
         Ok(Listing { items, total: u64::try_from(total).unwrap_or(0) })
     }
 
@@ -1021,17 +1026,14 @@ impl ConfigStore for SqliteStore {
             Some((seq, id)) if id == log_id => seq,
             _ => return Ok(None),
         };
-        let row: Option<(String, i64, String, Option<String>, String)> =
+        let row: Option<EventRow> =
             sqlx::query_as("SELECT log_id, date, type, client_id, doc FROM events WHERE seq = ?")
                 .bind(seq)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend)?;
         commit(tx).await?;
-        Ok(row.map(|(log_id, date, event_type, client_id, json)| {
-            let date = UnixTime::from_millis(date);
-            StoredEvent { json: unpacked(json, &log_id, date), log_id, date, event_type, client_id }
-        }))
+        Ok(row.map(event_from_row))
     }
 
     async fn prune_events(&self, before: UnixTime) -> Result<u64> {
