@@ -31,90 +31,61 @@ pub struct Columns<'a> {
     pub date: UnixTime,
 }
 
-/// A text that a packed document holds as one byte.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Member {
-    EventSchema = 0x01,
-    Audience = 0x02,
-    ClientId = 0x03,
-    ClientIp = 0x04,
-    ClientName = 0x05,
-    NoConnectionId = 0x06,
-    Date = 0x07,
-    SeccftDescription = 0x08,
-    // 0x09 and 0x0A (tab, newline) are never codes.
-    AccessTokenJti = 0x0B,
-    Hostname = 0x0C,
-    // 0x0D (carriage return) is never a code.
-    Ip = 0x0E,
-    NotMobile = 0x0F,
-    OrganizationId = 0x10,
-    OrganizationName = 0x11,
-    Scope = 0x12,
-    SeccftType = 0x13,
-    UserAgent = 0x14,
-    NoUserId = 0x15,
-    NoUserName = 0x16,
-    LogId = 0x17,
+/// Declares [`Member`] from one list of `Name = code => text`, so that the enum, its texts and
+/// [`Member::ALL`] (which unpacking searches) cannot drift apart.
+macro_rules! members {
+    ($($name:ident = $code:literal => $text:literal,)*) => {
+        /// A text that a packed document holds as one byte.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum Member {
+            $($name = $code,)*
+        }
+
+        impl Member {
+            pub const ALL: [Member; [$($code),*].len()] = [$(Member::$name),*];
+
+            /// What the code stands for: a member's name with its separators, and its value where
+            /// every event has the same one. The first member of an object has no leading comma.
+            /// The two members whose values are columns, [`Member::LogId`] and [`Member::Date`],
+            /// are completed by [`Member::write`].
+            pub const fn text(self) -> &'static str {
+                match self {
+                    $(Member::$name => $text,)*
+                }
+            }
+        }
+    };
+}
+
+// 0x09, 0x0A and 0x0D (tab, newline, carriage return) are never codes.
+members! {
+    EventSchema = 0x01 => r#""$event_schema":{"version":"1.0.0"}"#,
+    Audience = 0x02 => r#","audience":"#,
+    ClientId = 0x03 => r#","client_id":"#,
+    ClientIp = 0x04 => r#","client_ip":"#,
+    ClientName = 0x05 => r#","client_name":"#,
+    NoConnectionId = 0x06 => r#","connection_id":"""#,
+    Date = 0x07 => r#","date":""#,
+    SeccftDescription = 0x08 => r#","description":"Client Credentials for Access Token""#,
+    AccessTokenJti = 0x0B => r#","details":{"access_token_jti":"#,
+    Hostname = 0x0C => r#","hostname":"#,
+    Ip = 0x0E => r#","ip":"#,
+    NotMobile = 0x0F => r#","isMobile":false"#,
+    OrganizationId = 0x10 => r#","organization_id":"#,
+    OrganizationName = 0x11 => r#","organization_name":"#,
+    Scope = 0x12 => r#","scope":"#,
+    SeccftType = 0x13 => r#","type":"seccft""#,
+    UserAgent = 0x14 => r#","user_agent":"#,
+    NoUserId = 0x15 => r#","user_id":"""#,
+    NoUserName = 0x16 => r#","user_name":"""#,
+    LogId = 0x17 => r#""log_id":""#,
 }
 
 impl Member {
-    pub const ALL: [Member; 20] = [
-        Member::EventSchema,
-        Member::Audience,
-        Member::ClientId,
-        Member::ClientIp,
-        Member::ClientName,
-        Member::NoConnectionId,
-        Member::Date,
-        Member::SeccftDescription,
-        Member::AccessTokenJti,
-        Member::Hostname,
-        Member::Ip,
-        Member::NotMobile,
-        Member::OrganizationId,
-        Member::OrganizationName,
-        Member::Scope,
-        Member::SeccftType,
-        Member::UserAgent,
-        Member::NoUserId,
-        Member::NoUserName,
-        Member::LogId,
-    ];
-
     /// The byte that stands for [`Member::text`].
     pub const fn code(self) -> u8 {
         self as u8
-    }
-
-    /// What the code stands for: a member's name with its separators, and its value where every
-    /// event has the same one. The first member of an object has no leading comma. The two
-    /// members whose values are columns, [`Member::LogId`] and [`Member::Date`], are written by
-    /// [`Member::write`].
-    pub const fn text(self) -> &'static str {
-        match self {
-            Member::LogId => r#""log_id":""#,
-            Member::EventSchema => r#""$event_schema":{"version":"1.0.0"}"#,
-            Member::Audience => r#","audience":"#,
-            Member::ClientId => r#","client_id":"#,
-            Member::ClientIp => r#","client_ip":"#,
-            Member::ClientName => r#","client_name":"#,
-            Member::NoConnectionId => r#","connection_id":"""#,
-            Member::Date => r#","date":""#,
-            Member::SeccftDescription => r#","description":"Client Credentials for Access Token""#,
-            Member::AccessTokenJti => r#","details":{"access_token_jti":"#,
-            Member::Hostname => r#","hostname":"#,
-            Member::Ip => r#","ip":"#,
-            Member::NotMobile => r#","isMobile":false"#,
-            Member::OrganizationId => r#","organization_id":"#,
-            Member::OrganizationName => r#","organization_name":"#,
-            Member::Scope => r#","scope":"#,
-            Member::SeccftType => r#","type":"seccft""#,
-            Member::UserAgent => r#","user_agent":"#,
-            Member::NoUserId => r#","user_id":"""#,
-            Member::NoUserName => r#","user_name":"""#,
-        }
     }
 
     fn of(code: u8) -> Option<Member> {
