@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 
 use async_trait::async_trait;
-use ration_domain::quota::QuotaPlan;
+use ration_domain::quota::{Bucket, QuotaPlan};
 use ration_domain::{BucketKey, UnixTime};
 use ration_groupcommit::{GroupCommit, Sink};
 
@@ -34,7 +34,7 @@ pub use ration_domain::Durability;
 /// Rewrite the journal once it grows past this, keeping only live buckets.
 const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;
 
-use journal::{Counts, Owed, Slot};
+use journal::{Counts, EntityKey, Owed, OwedLine, Slot};
 
 /// The counts and the journal lines they owe, under one lock: a count and its owed line change
 /// together, so the writer never takes a list that lacks an increment made before it.
@@ -63,7 +63,7 @@ impl EmbeddedCounters {
         let io = |e: std::io::Error| CounterError::Unavailable(format!("counter journal {}: {e}", path.display()));
         let counts = journal::replay(path, now).map_err(io)?;
         let file = journal::rewrite(path, &counts, durability == Durability::Fsync).map_err(io)?;
-        tracing::info!(n_buckets = counts.len(), path = %path.display(), "counters recovered");
+        tracing::info!(n_entities = counts.len(), path = %path.display(), "counters recovered");
         let table = Arc::new(Mutex::new(Table { counts, ..Table::default() }));
         let durable = Arc::new(AtomicU64::new(0));
         let writer = Arc::new(Mutex::new(Writer {
@@ -100,7 +100,7 @@ impl EmbeddedCounters {
     pub fn prune(&self, now: UnixTime) {
         let secs = now.secs();
         if let Ok(mut table) = self.table.lock() {
-            table.counts.retain(|key, _| key.expires_at() > secs);
+            table.counts.retain(|_, slot| slot.prune(secs));
         }
     }
 
@@ -140,28 +140,32 @@ impl Counters for EmbeddedCounters {
         let (after, grant) = {
             let mut guard = self.lock()?;
             let Table { counts, owed, grants } = &mut *guard;
-            // One pass, one lookup per bucket: each is checked and counted in turn, and a full one
-            // undoes those counted before it. Checking them all first cost a second lookup per
-            // bucket on every grant; the undo costs it only on a rejection.
+            // One pass, one lookup per entity (the plan lists an entity's buckets together, and
+            // its slot holds them all): each bucket is checked and counted in turn, and a full one
+            // undoes those counted before it. Checking them all first cost a second lookup on
+            // every grant; the undo costs it only on a rejection.
             let mut after = Vec::with_capacity(plan.buckets.len());
-            for (i, bucket) in plan.buckets.iter().enumerate() {
-                let slot = match counts.get_mut(&bucket.key) {
+            let same_entity =
+                |a: &Bucket, b: &Bucket| a.key.entity == b.key.entity && a.key.entity_id == b.key.entity_id;
+            for buckets in plan.buckets.chunk_by(same_entity) {
+                let Some(first) = buckets.first() else { continue };
+                let entity = EntityKey::of(&first.key);
+                let slot = match counts.get_mut(&entity) {
                     Some(slot) => slot,
-                    None => counts.entry(bucket.key.clone()).or_insert_with_key(|key| Slot::new(key, 0)),
+                    None => counts.entry(entity).or_insert_with_key(Slot::new),
                 };
-                if bucket.is_full(slot.count) {
-                    for counted in &plan.buckets[..i] {
-                        if let Some(slot) = counts.get_mut(&counted.key) {
-                            slot.count = slot.count.saturating_sub(1);
-                            owed.note(slot);
-                        }
+                for bucket in buckets {
+                    let mut counter = slot.counter(&bucket.key);
+                    if bucket.is_full(counter.get()) {
+                        let exhausted = after.len();
+                        undo(counts, owed, &plan.buckets[..exhausted]);
+                        let used = plan.buckets.iter().map(|b| journal::count(counts, &b.key)).collect();
+                        return Ok((Consumption::Rejected { exhausted, used }, Box::pin(std::future::ready(Ok(())))));
                     }
-                    let used = plan.buckets.iter().map(|b| journal::count(counts, &b.key)).collect();
-                    return Ok((Consumption::Rejected { exhausted: i, used }, Box::pin(std::future::ready(Ok(())))));
+                    counter.add();
+                    after.push(counter.get());
+                    owed.note(&mut counter);
                 }
-                slot.count += 1;
-                after.push(slot.count);
-                owed.note(slot);
             }
             *grants += 1;
             (after, *grants)
@@ -188,6 +192,17 @@ impl Counters for EmbeddedCounters {
     }
 }
 
+/// Gives back the counts of `buckets`, taken by a grant that a later bucket refused.
+fn undo(counts: &mut Counts, owed: &mut Owed, buckets: &[Bucket]) {
+    for bucket in buckets {
+        if let Some(slot) = counts.get_mut(&EntityKey::of(&bucket.key)) {
+            let mut counter = slot.counter(&bucket.key);
+            counter.undo();
+            owed.note(&mut counter);
+        }
+    }
+}
+
 struct Writer {
     path: PathBuf,
     file: File,
@@ -198,7 +213,7 @@ struct Writer {
     /// Bytes appended since the file was last rewritten.
     written: u64,
     /// Buffers kept between groups, so that a warm writer does not allocate.
-    spare: Vec<(Arc<str>, u64)>,
+    spare: Vec<OwedLine>,
     text: String,
 }
 
@@ -246,7 +261,7 @@ impl Writer {
         Ok(())
     }
 
-    fn write_lines(&mut self, owed: &[(Arc<str>, u64)]) -> std::io::Result<()> {
+    fn write_lines(&mut self, owed: &[OwedLine]) -> std::io::Result<()> {
         if owed.is_empty() {
             // Every ticket of this group was covered by an earlier group's lines.
             return Ok(());

@@ -12,50 +12,195 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ration_domain::{BucketKey, EntityKind, UnixTime, Window};
+use ration_domain::{BucketKey, EntityKind, Id, UnixTime, Window};
 
-/// Counts by bucket. foldhash rather than SipHash: every token with a quota hashes each of its
-/// bucket keys (once in consume, once more in the pre-check when Actions are bound), and the keys
+/// Counts by entity: one [`Slot`] holds every window of a client or an organization.
+///
+/// Why by entity and not by bucket: a client's quota is typically an hour and a day bucket, and
+/// with many clients sending each bucket's entry was a cold lookup of its own on every token (a
+/// probe of the map's control bytes, a 96-byte entry over two cache lines, and its journal prefix's
+/// reference count). One entry per entity takes one probe, and its hour and day counts sit side by
+/// side (`scripts/cachesim`, docs/benchmarks.md, session 17).
+///
+/// foldhash rather than SipHash: every token with a quota hashes its entities' keys, and the keys
 /// are our own ids, not attacker-chosen (an operator who can create clients can already exhaust
 /// anything).
-pub type Counts = foldhash::HashMap<BucketKey, Slot>;
+pub type Counts = foldhash::HashMap<EntityKey, Slot>;
 
-/// A bucket's count; 0 for a bucket never counted (or pruned).
-pub fn count(counts: &Counts, key: &BucketKey) -> u64 {
-    counts.get(key).map_or(0, |slot| slot.count)
+/// A client or an organization: what a [`Slot`] counts for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EntityKey {
+    entity: EntityKind,
+    /// Inline ([`Id`]): the map compares it on every lookup.
+    id: Id,
 }
 
-/// One bucket's count, with the part of its journal lines that never changes.
+impl EntityKey {
+    pub fn of(key: &BucketKey) -> EntityKey {
+        EntityKey { entity: key.entity, id: key.entity_id.clone() }
+    }
+}
+
+/// The count that `key` is checked against ([`Slot::count`]); 0 for a bucket never counted (or
+/// pruned).
+pub fn count(counts: &Counts, key: &BucketKey) -> u64 {
+    counts.get(&EntityKey::of(key)).map_or(0, |slot| slot.count(key))
+}
+
+/// One entity's counts, a window instance per window, with the part of its journal lines that
+/// never changes.
+///
+/// `repr(C)`: the prefix and then the windows in [`Slot::place`] order, so that the hour and day
+/// counts directly follow the key and the prefix in the map's entry (two cache lines for the
+/// three, where the compiler's order could spread them over three).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Slot {
-    pub count: u64,
-    /// `v1\t<entity>\t<id>\t<window>\t<start>\t`, built once per bucket: building the whole
-    /// line each time (escaping the id, formatting the start) was the largest part of the
-    /// counters' cost in an instruction profile. Shared with the [`Owed`] entries of the bucket.
+    /// `v1\t<entity>\t<id>\t`, built once per entity: building the whole line each time (escaping
+    /// the id, formatting the start) was the largest part of the counters' cost in an instruction
+    /// profile. Shared with the [`Owed`] lines of the entity's windows.
     prefix: Arc<str>,
-    /// Where this bucket's entry is in [`Owed::list`] when `owed_generation` is the list's current
+    windows: [Instance; 3],
+}
+
+/// The count of one window instance of an entity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// Unix seconds at which the instance started; [`Instance::NONE`] for a window never counted.
+    start: i64,
+    count: u64,
+    /// Where this instance's line is in [`Owed::list`] when `owed_generation` is the list's current
     /// generation (otherwise it has none).
     owed_generation: u64,
     owed_index: usize,
 }
 
-impl Slot {
-    pub fn new(key: &BucketKey, count: u64) -> Slot {
-        let mut prefix = String::with_capacity(key.entity_id.len() + 40);
-        encode_prefix(&mut prefix, key);
-        Slot { count, prefix: prefix.into(), owed_generation: 0, owed_index: 0 }
+impl Instance {
+    const NONE: Instance = Instance { start: i64::MIN, count: 0, owed_generation: 0, owed_index: 0 };
+
+    fn is_none(&self) -> bool {
+        self.start == i64::MIN
     }
 
-    /// Appends this bucket's line at its current count to `out`.
-    pub fn encode(&self, out: &mut String) {
-        encode_line(out, &self.prefix, self.count);
+    fn expires_at(&self, window: Window) -> i64 {
+        self.start.saturating_add(window.len_secs())
     }
 }
 
-fn encode_line(out: &mut String, prefix: &str, count: u64) {
+impl Slot {
+    /// Hour and day first: Auth0's two windows, the ones quotas use (see the `repr(C)` above).
+    const ORDER: [Window; 3] = [Window::Hour, Window::Day, Window::Minute];
+
+    fn place(window: Window) -> usize {
+        match window {
+            Window::Hour => 0,
+            Window::Day => 1,
+            Window::Minute => 2,
+        }
+    }
+
+    pub fn new(key: &EntityKey) -> Slot {
+        let mut prefix = String::with_capacity(key.id.len() + 20);
+        prefix.push_str("v1\t");
+        prefix.push_str(key.entity.name());
+        prefix.push('\t');
+        escape_into(&mut prefix, &key.id);
+        prefix.push('\t');
+        Slot { prefix: prefix.into(), windows: [Instance::NONE; 3] }
+    }
+
+    /// The count that `key` is checked against ([`Slot::counter`]): 0 for an instance later
+    /// than the one held, which starts from zero, and the held one's count for it or an earlier one.
+    pub fn count(&self, key: &BucketKey) -> u64 {
+        let instance = &self.windows[Slot::place(key.window)];
+        if key.window_start > instance.start { 0 } else { instance.count }
+    }
+
+    /// The count that `key` is checked and counted against.
+    ///
+    /// A later instance of the window than the one held starts from zero: the held one has ended,
+    /// and its lines are owed or written already. An earlier instance than the one held (a request
+    /// that read the clock just before a window's end and reached the lock just after another had
+    /// started the next) is counted in the held one: it may then count a token against the new
+    /// window that belongs to the old, the safe direction, since the old one has ended anyway.
+    pub fn counter(&mut self, key: &BucketKey) -> Counter<'_> {
+        let instance = &mut self.windows[Slot::place(key.window)];
+        if key.window_start > instance.start {
+            *instance = Instance { start: key.window_start, ..Instance::NONE };
+        }
+        Counter { prefix: &self.prefix, window: key.window, instance }
+    }
+
+    /// Forgets window instances that ended by `secs`; false once the slot holds none.
+    pub fn prune(&mut self, secs: i64) -> bool {
+        for (window, instance) in Slot::ORDER.into_iter().zip(&mut self.windows) {
+            if !instance.is_none() && instance.expires_at(window) <= secs {
+                *instance = Instance::NONE;
+            }
+        }
+        self.windows.iter().any(|instance| !instance.is_none())
+    }
+
+    /// Takes `count` for `window`'s instance starting at `start` when it is later than the held
+    /// one, or the same with a higher count (a replay: the journal's counts are absolute).
+    fn merge(&mut self, window: Window, start: i64, count: u64) {
+        let instance = &mut self.windows[Slot::place(window)];
+        if start > instance.start {
+            *instance = Instance { start, count, ..Instance::NONE };
+        } else if start == instance.start {
+            instance.count = instance.count.max(count);
+        }
+    }
+
+    /// Appends a line for each window instance held to `out`.
+    pub fn encode(&self, out: &mut String) {
+        for (window, instance) in Slot::ORDER.into_iter().zip(&self.windows) {
+            if !instance.is_none() {
+                encode_line(out, &self.prefix, window, instance.start, instance.count);
+            }
+        }
+    }
+}
+
+/// One window instance's count in a [`Slot`], as [`Slot::counter`] found it.
+pub struct Counter<'a> {
+    prefix: &'a Arc<str>,
+    window: Window,
+    instance: &'a mut Instance,
+}
+
+impl Counter<'_> {
+    pub fn get(&self) -> u64 {
+        self.instance.count
+    }
+
+    pub fn add(&mut self) {
+        self.instance.count += 1;
+    }
+
+    /// Gives back a count taken by [`Counter::add`].
+    pub fn undo(&mut self) {
+        self.instance.count = self.instance.count.saturating_sub(1);
+    }
+}
+
+fn encode_line(out: &mut String, prefix: &str, window: Window, start: i64, count: u64) {
     out.push_str(prefix);
+    out.push_str(window.name());
+    out.push('\t');
+    out.push_str(itoa::Buffer::new().format(start));
+    out.push('\t');
     out.push_str(itoa::Buffer::new().format(count));
     out.push('\n');
+}
+
+/// A journal line owed: a window instance of the entity whose prefix it holds, at a count.
+#[derive(Clone, Debug)]
+pub struct OwedLine {
+    prefix: Arc<str>,
+    window: Window,
+    start: i64,
+    count: u64,
 }
 
 /// The lines owed to the journal: every bucket counted since the writer last took them, once each,
@@ -67,9 +212,9 @@ fn encode_line(out: &mut String, prefix: &str, count: u64) {
 /// for, now costs one line per group however fast it asks.
 #[derive(Debug)]
 pub struct Owed {
-    list: Vec<(Arc<str>, u64)>,
-    /// Bumped each time the writer takes `list`, which makes every slot's index stale at once
-    /// without visiting the slots. Starts at 1: a new slot (generation 0) owes nothing.
+    list: Vec<OwedLine>,
+    /// Bumped each time the writer takes `list`, which makes every instance's index stale at once
+    /// without visiting the slots. Starts at 1: a new instance (generation 0) owes nothing.
     generation: u64,
 }
 
@@ -80,50 +225,43 @@ impl Default for Owed {
 }
 
 impl Owed {
-    /// Records that `slot`'s current count must reach the journal.
-    pub fn note(&mut self, slot: &mut Slot) {
-        match self.list.get_mut(slot.owed_index) {
-            Some(entry) if slot.owed_generation == self.generation => entry.1 = slot.count,
+    /// Records that `counter`'s current count must reach the journal.
+    pub fn note(&mut self, counter: &mut Counter<'_>) {
+        let instance = &mut *counter.instance;
+        match self.list.get_mut(instance.owed_index) {
+            Some(line) if instance.owed_generation == self.generation => line.count = instance.count,
             _ => {
-                slot.owed_generation = self.generation;
-                slot.owed_index = self.list.len();
-                self.list.push((slot.prefix.clone(), slot.count));
+                instance.owed_generation = self.generation;
+                instance.owed_index = self.list.len();
+                self.list.push(OwedLine {
+                    prefix: counter.prefix.clone(),
+                    window: counter.window,
+                    start: instance.start,
+                    count: instance.count,
+                });
             }
         }
     }
 
     /// Takes the owed lines, leaving the list empty (with `spare`'s capacity, so that neither side
     /// allocates once warm).
-    pub fn take(&mut self, spare: Vec<(Arc<str>, u64)>) -> Vec<(Arc<str>, u64)> {
+    pub fn take(&mut self, spare: Vec<OwedLine>) -> Vec<OwedLine> {
         self.generation += 1;
         std::mem::replace(&mut self.list, spare)
     }
 
     /// Puts back lines whose write failed: they are still owed. A bucket may then appear twice;
     /// replay keeps the higher count.
-    pub fn restore(&mut self, lines: impl IntoIterator<Item = (Arc<str>, u64)>) {
+    pub fn restore(&mut self, lines: impl IntoIterator<Item = OwedLine>) {
         self.list.extend(lines);
     }
 }
 
 /// Appends the lines of `owed` (as taken by [`Owed::take`]) to `out`.
-pub fn encode_owed(out: &mut String, owed: &[(Arc<str>, u64)]) {
-    for (prefix, count) in owed {
-        encode_line(out, prefix, *count);
+pub fn encode_owed(out: &mut String, owed: &[OwedLine]) {
+    for line in owed {
+        encode_line(out, &line.prefix, line.window, line.start, line.count);
     }
-}
-
-fn encode_prefix(out: &mut String, key: &BucketKey) {
-    let mut n = itoa::Buffer::new();
-    out.push_str("v1\t");
-    out.push_str(key.entity.name());
-    out.push('\t');
-    escape_into(out, &key.entity_id);
-    out.push('\t');
-    out.push_str(key.window.name());
-    out.push('\t');
-    out.push_str(n.format(key.window_start));
-    out.push('\t');
 }
 
 /// Ids are generated by us and plain, but a bootstrap client id comes from the environment and may
@@ -185,8 +323,8 @@ pub fn replay(path: &Path, now: UnixTime) -> std::io::Result<Counts> {
         let Some(body) = line.strip_suffix(b"\n") else { break };
         match std::str::from_utf8(body).ok().and_then(decode) {
             Some((key, count)) if key.expires_at() > now.secs() => {
-                let slot = counts.entry(key).or_insert_with_key(|key| Slot::new(key, count));
-                slot.count = slot.count.max(count);
+                let slot = counts.entry(EntityKey::of(&key)).or_insert_with_key(Slot::new);
+                slot.merge(key.window, key.window_start, count);
             }
             Some(_) => {}
             None => n_bad += 1,
@@ -202,7 +340,7 @@ pub fn replay(path: &Path, now: UnixTime) -> std::io::Result<Counts> {
 /// open for appending.
 pub fn rewrite(path: &Path, counts: &Counts, flush: bool) -> std::io::Result<File> {
     let tmp: PathBuf = path.with_extension("tmp");
-    let mut text = String::with_capacity(counts.len() * 64);
+    let mut text = String::with_capacity(counts.len() * 128);
     for slot in counts.values() {
         slot.encode(&mut text);
     }
@@ -226,19 +364,33 @@ pub fn rewrite(path: &Path, counts: &Counts, flush: bool) -> std::io::Result<Fil
 mod tests {
     use super::*;
 
-    fn encode(out: &mut String, key: &BucketKey, count: u64) {
-        Slot::new(key, count).encode(out);
+    fn bucket(id: &str, window: Window, start: i64) -> BucketKey {
+        BucketKey { entity: EntityKind::Client, entity_id: id.into(), window, window_start: start }
     }
 
     fn key(id: &str, start: i64) -> BucketKey {
-        BucketKey { entity: EntityKind::Client, entity_id: id.into(), window: Window::Hour, window_start: start }
+        bucket(id, Window::Hour, start)
+    }
+
+    /// Counts `key` once, as a grant does, noting its line; returns its count after.
+    fn add(counts: &mut Counts, owed: &mut Owed, key: &BucketKey) -> u64 {
+        let slot = counts.entry(EntityKey::of(key)).or_insert_with_key(Slot::new);
+        let mut counter = slot.counter(key);
+        counter.add();
+        owed.note(&mut counter);
+        counter.get()
+    }
+
+    fn line(key: &BucketKey, count: u64) -> String {
+        let mut out = String::new();
+        encode_line(&mut out, &Slot::new(&EntityKey::of(key)).prefix, key.window, key.window_start, count);
+        out
     }
 
     #[test]
     fn lines_round_trip_even_with_odd_ids() {
         for id in ["abc", "tab\there", "nl\nx", "100%", "%09literal"] {
-            let mut s = String::new();
-            encode(&mut s, &key(id, 3600), 42);
+            let s = line(&key(id, 3600), 42);
             let line = s.strip_suffix('\n').unwrap();
             assert!(!line.contains('\n'));
             assert_eq!(decode(line), Some((key(id, 3600), 42)));
@@ -257,36 +409,71 @@ mod tests {
         let mut counts = Counts::default();
         let mut owed = Owed::default();
         for k in [&a, &b, &a, &a] {
-            let slot = counts.entry(k.clone()).or_insert_with_key(|k| Slot::new(k, 0));
-            slot.count += 1;
-            owed.note(slot);
+            add(&mut counts, &mut owed, k);
         }
-        let mut expected = String::new();
-        encode(&mut expected, &a, 3);
-        encode(&mut expected, &b, 1);
-        assert_eq!(owed_lines(&mut owed), expected);
+        assert_eq!(owed_lines(&mut owed), line(&a, 3) + &line(&b, 1));
         assert_eq!(owed_lines(&mut owed), "", "taken lines are owed no more");
 
         // The next group: only what was counted since, even though `a`'s old index is still set.
-        let slot = counts.get_mut(&b).unwrap();
-        slot.count += 1;
-        owed.note(slot);
-        let mut expected = String::new();
-        encode(&mut expected, &b, 2);
+        add(&mut counts, &mut owed, &b);
         let taken = owed.take(Vec::new());
         let mut text = String::new();
         encode_owed(&mut text, &taken);
-        assert_eq!(text, expected);
+        assert_eq!(text, line(&b, 2));
 
         // A failed write puts its lines back; a bucket counted meanwhile may then appear twice.
-        let slot = counts.get_mut(&b).unwrap();
-        slot.count += 1;
-        owed.note(slot);
+        add(&mut counts, &mut owed, &b);
         owed.restore(taken);
-        let mut expected = String::new();
-        encode(&mut expected, &b, 3);
-        encode(&mut expected, &b, 2);
-        assert_eq!(owed_lines(&mut owed), expected);
+        assert_eq!(owed_lines(&mut owed), line(&b, 3) + &line(&b, 2));
+    }
+
+    #[test]
+    fn an_entity_counts_each_window_apart_and_a_new_instance_from_zero() {
+        let (hour, next_hour, day) = (key("a", 3600), key("a", 7200), bucket("a", Window::Day, 0));
+        let mut counts = Counts::default();
+        let mut owed = Owed::default();
+        assert_eq!(add(&mut counts, &mut owed, &hour), 1);
+        assert_eq!(add(&mut counts, &mut owed, &day), 1);
+        assert_eq!(add(&mut counts, &mut owed, &hour), 2);
+        assert_eq!(add(&mut counts, &mut owed, &next_hour), 1, "the next hour starts from zero");
+        assert_eq!(add(&mut counts, &mut owed, &day), 2, "the day carries on");
+        // Within one group, the ended hour keeps its line and the new one gets its own.
+        assert_eq!(owed_lines(&mut owed), line(&hour, 2) + &line(&day, 2) + &line(&next_hour, 1));
+
+        // A request that read the clock in the ended hour is counted in the new one.
+        assert_eq!(add(&mut counts, &mut owed, &hour), 2);
+        assert_eq!(owed_lines(&mut owed), line(&next_hour, 2));
+        assert_eq!(count(&counts, &hour), 2, "the ended hour reads as the one it is counted in");
+        assert_eq!(count(&counts, &next_hour), 2);
+        assert_eq!(count(&counts, &day), 2);
+        assert_eq!(counts.len(), 1, "one slot for the entity");
+    }
+
+    #[test]
+    fn a_merge_keeps_the_latest_instance_at_its_highest_count() {
+        let a = key("a", 7200);
+        let mut slot = Slot::new(&EntityKey::of(&a));
+        slot.merge(Window::Hour, 7200, 5);
+        slot.merge(Window::Hour, 3600, 9);
+        slot.merge(Window::Hour, 7200, 3);
+        assert_eq!(slot.count(&a), 5, "an earlier instance is ignored");
+        slot.merge(Window::Hour, 10_800, 1);
+        assert_eq!((slot.count(&key("a", 10_800)), slot.count(&key("a", 14_400))), (1, 0));
+    }
+
+    #[test]
+    fn prune_forgets_ended_instances_and_then_the_slot() {
+        let mut counts = Counts::default();
+        let mut owed = Owed::default();
+        add(&mut counts, &mut owed, &key("a", 3600));
+        add(&mut counts, &mut owed, &bucket("a", Window::Day, 0));
+        let slot = counts.get_mut(&EntityKey::of(&key("a", 3600))).unwrap();
+        assert!(slot.prune(7199));
+        assert_eq!(slot.count(&key("a", 3600)), 1);
+        assert!(slot.prune(7200), "the day is still counting");
+        assert_eq!(slot.count(&key("a", 3600)), 0);
+        assert_eq!(slot.count(&bucket("a", Window::Day, 0)), 1);
+        assert!(!slot.prune(86_400), "nothing left");
     }
 
     #[test]
@@ -294,16 +481,23 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ration-journal-{}-{}", std::process::id(), line!()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("counters.journal");
-        let mut s = String::new();
-        encode(&mut s, &key("a", 7200), 3);
-        encode(&mut s, &key("a", 7200), 5);
-        encode(&mut s, &key("a", 7200), 4);
-        encode(&mut s, &key("old", 0), 9);
-        s.push_str("v1\tclient\ttorn\tper_hour\t7200\t99"); // no newline: torn
+        let s = [
+            line(&key("a", 7200), 3),
+            line(&key("a", 7200), 5),
+            line(&key("a", 7200), 4),
+            line(&key("a", 3600), 8),
+            line(&bucket("a", Window::Day, 0), 7),
+            line(&key("old", 0), 9),
+            "v1\tclient\ttorn\tper_hour\t7200\t99".to_owned(), // no newline: torn
+        ]
+        .concat();
         std::fs::write(&path, s).unwrap();
         let counts = replay(&path, UnixTime::from_secs(7300)).unwrap();
         assert_eq!(counts.len(), 1);
-        assert_eq!(counts[&key("a", 7200)].count, 5);
+        assert_eq!(count(&counts, &key("a", 7200)), 5);
+        assert_eq!(count(&counts, &key("a", 3600)), 5, "the expired line is dropped, not merged");
+        assert_eq!(count(&counts, &bucket("a", Window::Day, 0)), 7);
+        assert_eq!(count(&counts, &key("torn", 7200)), 0);
         let _ = rewrite(&path, &counts, true).unwrap();
         assert_eq!(replay(&path, UnixTime::from_secs(7300)).unwrap(), counts);
     }
