@@ -182,9 +182,8 @@ async fn exchange(
     let custom = ran.as_ref().map_or(&no_claims, |r| &r.custom_claims);
     // Consume before signing: a client over its quota costs a count, not a signature. Should
     // signing then fail, the count stays, the safe direction (as after a crash).
-    // Sized once for the three fixed headers and up to four quota headers: grown insert by
-    // insert, it rehashed on every token with quota headers.
-    let mut headers = HeaderMap::with_capacity(7);
+    // The 200's headers, fixed ones included, with a place for each quota header of the plan.
+    let mut headers = crate::quota::response_headers(&plan);
     let counted = crate::quota::consume(state, &decision, &plan, now, info, &mut headers).await?;
     let minted = mint(state, &decision, now, custom)?;
 
@@ -224,11 +223,8 @@ async fn exchange(
         expires_in: minted.expires_in,
         scope: minted.scope,
     };
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     let mut response = Response::new(Body::from(body.to_json()));
-    *response.headers_mut() = headers;
+    *response.headers_mut() = headers.into_map();
     Ok(response)
 }
 
