@@ -65,7 +65,7 @@ pub struct Slot {
 
 /// The count of one window instance of an entity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Instance {
+struct Instance {
     /// Unix seconds at which the instance started; [`Instance::NONE`] for a window never counted.
     start: i64,
     count: u64,
