@@ -894,6 +894,8 @@ pub fn assert_token_response(r: &Resp, scope: &str, expires_in: i64) -> String {
     r.assert_json_content_type();
     let cc = r.header("cache-control").unwrap_or_default();
     assert!(cc.contains("no-store"), "Cache-Control: no-store, got {cc:?}");
+    // RFC 6749 §5.1 asks for both; the 200's headers come from prebuilt maps (`quota::response_headers`).
+    assert_eq!(r.header("pragma").unwrap_or_default(), "no-cache", "Pragma: no-cache");
     let keys: BTreeSet<&str> = r.json.as_object().expect("object").keys().map(String::as_str).collect();
     assert_eq!(keys, BTreeSet::from(["access_token", "token_type", "expires_in", "scope"]), "fields: {}", r.json);
     assert_eq!(r.json["token_type"], "Bearer");
