@@ -6,6 +6,7 @@
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 // foldhash's maps (randomly seeded per process) instead of std's SipHash: a token request looks up
 // about a dozen keys here (client, API by audience, grant, organization by id or name, its grant
@@ -13,39 +14,95 @@ use std::sync::Arc;
 // and metrics' lookups (callgrind, docs/benchmarks.md). SipHash's resistance to chosen-key
 // flooding buys nothing here: only the Management API inserts keys, and requests only look them up.
 use foldhash::{HashMap, HashSet};
+use smallvec::SmallVec;
 
-use crate::entity::{Client, ClientCredential, ClientGrant, Organization, ResourceServer, TenantSettings};
+use crate::entity::{
+    Client, ClientCredential, ClientGrant, Organization, OrganizationUsage, ResourceServer, TenantSettings,
+    TokenEndpointAuthMethod,
+};
 use crate::id::Id;
+use crate::quota::TokenQuota;
 
-/// A client and its grants, found with one lookup: the token path needs both, and with many
-/// clients a second map cost it cache misses of its own (bucket, key, list). Keyed by [`Id`], so
-/// the key comparison stays in the map's slot.
+/// Text held inline up to `N` bytes (longer text spills to the heap and still works).
+type Inline<const N: usize> = smallstr::SmallString<[u8; N]>;
+
+/// A client and its grants, found with one lookup, with what a token request reads of them
+/// copied into the entry itself, which sits in the shard map's slot.
+///
+/// Why copies: with 10 000 clients sending in turn, every separate allocation a token reads of its
+/// client is a cache miss of its own. Before the copies a token read the entry, `Client` (two
+/// lines), its secret hash's and its name's texts, the grants' slice, the grant, its audience's
+/// text, its scope list and each scope's text: about ten cold lines in as many places. The copies
+/// put them on a few consecutive lines of the slot (docs/benchmarks.md, session 18). `client` and
+/// each grant's `grant` stay for everything else (Actions, the Management API), and the token
+/// path reads only the pointers to them.
+#[repr(C)]
 #[derive(Clone, Debug, Default)]
 struct ClientEntry {
     /// `None` while only grants name this client id (a catalog built out of order).
+    facts: Option<ClientFacts>,
+    /// The client's grants (a client has few, so a scan by audience is cheaper than a tuple key);
+    /// the first in the slot, more on the heap.
+    grants: SmallVec<[GrantFacts; 1]>,
     client: Option<Arc<Client>>,
-    /// `client.allows_client_credentials()`, kept here so that the token path does not walk the
-    /// grant types (two more cold allocations per token with many clients).
-    client_credentials: bool,
-    /// The client's grants (a client has few, so a scan by audience is cheaper than a tuple key).
-    /// Shared rather than a `Vec`: every catalog change copies the map of entries (copy on write),
-    /// and a `Vec` made that one allocation per client per change.
-    grants: Arc<[GrantRef]>,
+    /// Tokens issued to this client id, for the server's metrics: here, so that counting one reads
+    /// a line of the client's own rather than probing a map of all clients under one lock. Shared
+    /// by every copy of the entry, and kept when the client changes.
+    issued: Arc<AtomicU64>,
 }
 
-/// A client's grant with its audience's hash ([`audience_hash`]). The token path compares the
-/// hashes, side by side in the entry's slice, and reads only the grant that matches: comparing
-/// each grant's audience read two lines per grant passed over (the grant and its audience's
-/// text), cold with many clients sending, and a client has a grant per API it calls.
+/// What a token request reads of a client, copied from it when it is stored.
 #[derive(Clone, Debug)]
-struct GrantRef {
-    audience_hash: u64,
-    grant: Arc<ClientGrant>,
+pub struct ClientFacts {
+    /// [`Client::secret_hash`] (58 bytes in the server's scheme).
+    pub secret_hash: Inline<64>,
+    pub token_endpoint_auth_method: TokenEndpointAuthMethod,
+    /// [`Client::allows_client_credentials`], precomputed.
+    pub client_credentials: bool,
+    pub token_quota: Option<TokenQuota>,
+    /// [`Client::name`], for every token's `seccft` event.
+    pub name: Inline<64>,
 }
 
-impl GrantRef {
-    fn new(grant: Arc<ClientGrant>) -> GrantRef {
-        GrantRef { audience_hash: audience_hash(&grant.audience), grant }
+impl ClientFacts {
+    fn of(client: &Client) -> ClientFacts {
+        ClientFacts {
+            secret_hash: Inline::from(client.secret_hash.as_str()),
+            token_endpoint_auth_method: client.token_endpoint_auth_method,
+            client_credentials: client.allows_client_credentials(),
+            token_quota: client.token_quota,
+            name: Inline::from(client.name.as_str()),
+        }
+    }
+}
+
+/// What a token request reads of a client's grant, with its audience's hash ([`audience_hash`]):
+/// finding the grant for a request's audience compares the hashes, then the one audience that
+/// matches, all in the client's entry.
+#[derive(Clone, Debug)]
+pub struct GrantFacts {
+    audience_hash: u64,
+    pub organization_usage: OrganizationUsage,
+    pub allow_any_organization: bool,
+    pub id: Id,
+    pub audience: Inline<64>,
+    /// The grant's scopes joined by spaces: a token's `scope` claim when its request asks for all
+    /// of them (most do), without reading the list.
+    pub scope: Inline<64>,
+    pub grant: Arc<ClientGrant>,
+}
+
+impl GrantFacts {
+    fn new(grant: Arc<ClientGrant>) -> GrantFacts {
+        GrantFacts {
+            audience_hash: audience_hash(&grant.audience),
+            organization_usage: grant.organization_usage,
+            allow_any_organization: grant.allow_any_organization,
+            id: Id::from(grant.id.as_str()),
+            audience: Inline::from(grant.audience.as_str()),
+            scope: Inline::from(grant.scope.join(" ").as_str()),
+            grant,
+        }
     }
 }
 
@@ -55,23 +112,25 @@ fn audience_hash(audience: &str) -> u64 {
 }
 
 /// The grant for `audience` among a client's.
-fn find_grant<'a>(grants: &'a [GrantRef], audience: &str) -> Option<&'a Arc<ClientGrant>> {
+fn find_grant<'a>(grants: &'a [GrantFacts], audience: &str) -> Option<&'a GrantFacts> {
     let hash = audience_hash(audience);
-    grants.iter().find(|g| g.audience_hash == hash && g.grant.audience == audience).map(|g| &g.grant)
+    grants.iter().find(|g| g.audience_hash == hash && g.audience == audience)
 }
 
 /// What the token path needs of a client, found with one probe ([`Catalog::client_grants`]).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientGrants<'a> {
+    /// For Actions and the rarer paths; the token path reads `facts`.
     pub client: &'a Client,
-    /// [`Client::allows_client_credentials`], precomputed.
-    pub client_credentials: bool,
-    grants: &'a [GrantRef],
+    pub facts: &'a ClientFacts,
+    /// The client's issued-token count (see `ClientEntry::issued`).
+    pub issued: &'a Arc<AtomicU64>,
+    grants: &'a [GrantFacts],
 }
 
 impl<'a> ClientGrants<'a> {
     /// The grant for `audience`.
-    pub fn grant_for(&self, audience: &str) -> Option<&'a Arc<ClientGrant>> {
+    pub fn grant_for(&self, audience: &str) -> Option<&'a GrantFacts> {
         find_grant(self.grants, audience)
     }
 }
@@ -149,8 +208,12 @@ impl Catalog {
     /// A client with its grant facts, with one probe; `None` for an unknown client.
     pub fn client_grants(&self, client_id: &str) -> Option<ClientGrants<'_>> {
         let entry = self.clients.get(client_id)?;
-        let client = entry.client.as_deref()?;
-        Some(ClientGrants { client, client_credentials: entry.client_credentials, grants: &entry.grants })
+        Some(ClientGrants {
+            client: entry.client.as_deref()?,
+            facts: entry.facts.as_ref()?,
+            issued: &entry.issued,
+            grants: &entry.grants,
+        })
     }
 
     pub fn resource_servers(&self) -> impl Iterator<Item = &Arc<ResourceServer>> {
@@ -170,7 +233,7 @@ impl Catalog {
     }
 
     pub fn grant_for(&self, client_id: &str, audience: &str) -> Option<&Arc<ClientGrant>> {
-        find_grant(&self.clients.get(client_id)?.grants, audience)
+        find_grant(&self.clients.get(client_id)?.grants, audience).map(|g| &g.grant)
     }
 
     pub fn organization(&self, id: &str) -> Option<&Arc<Organization>> {
@@ -194,7 +257,7 @@ impl Catalog {
 
     pub fn upsert_client(&mut self, client: Client) {
         let entry = self.clients.shard_mut(&client.client_id).entry(Id::from(client.client_id.as_str())).or_default();
-        entry.client_credentials = client.allows_client_credentials();
+        entry.facts = Some(ClientFacts::of(&client));
         entry.client = Some(Arc::new(client));
     }
 
@@ -232,13 +295,8 @@ impl Catalog {
     pub fn upsert_grant(&mut self, grant: ClientGrant) {
         let grant = Arc::new(grant);
         let entry = self.clients.shard_mut(&grant.client_id).entry(Id::from(grant.client_id.as_str())).or_default();
-        entry.grants = entry
-            .grants
-            .iter()
-            .filter(|g| g.grant.id != grant.id)
-            .cloned()
-            .chain([GrantRef::new(grant.clone())])
-            .collect();
+        entry.grants.retain(|g| g.grant.id != grant.id);
+        entry.grants.push(GrantFacts::new(grant.clone()));
         Arc::make_mut(&mut self.grants).insert(grant.id.clone(), grant);
     }
 
@@ -246,7 +304,7 @@ impl Catalog {
         let Some(grant) = Arc::make_mut(&mut self.grants).remove(id) else { return };
         let shard = self.clients.shard_mut(&grant.client_id);
         if let Some(entry) = shard.get_mut(grant.client_id.as_str()) {
-            entry.grants = entry.grants.iter().filter(|g| g.grant.id != id).cloned().collect();
+            entry.grants.retain(|g| g.grant.id != id);
             if entry.client.is_none() && entry.grants.is_empty() {
                 shard.remove(grant.client_id.as_str());
             }
@@ -311,5 +369,49 @@ impl Catalog {
 
     pub fn set_tenant(&mut self, tenant: TenantSettings) {
         self.tenant = Arc::new(tenant);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a token reads of a typical client stays in its entry: nothing spills to the heap, and
+    /// the slot (id and entry) spans a few cache lines.
+    #[test]
+    fn a_typical_clients_token_facts_stay_in_its_slot() {
+        let client = Client {
+            // The server's scheme: "hmac-sha256$v1$" and 43 characters of base64.
+            secret_hash: format!("hmac-sha256$v1${}", "A".repeat(43)),
+            name: "Billing service (production)".into(),
+            token_quota: None,
+            token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretPost,
+            is_first_party: true,
+            client_id: "0123456789abcdefghijABCDEFGHIJ01".into(),
+            default_organization: None,
+            description: None,
+            app_type: None,
+            grant_types: vec!["client_credentials".into()],
+            client_metadata: Default::default(),
+            created_at: crate::UnixTime::from_secs(0),
+            updated_at: crate::UnixTime::from_secs(0),
+        };
+        let grant = ClientGrant {
+            id: "cgr_0123456789abcdef".into(),
+            client_id: client.client_id.clone(),
+            audience: "https://billing.example.com/api/v2/".into(),
+            scope: vec!["read:invoices".into(), "create:invoices".into(), "read:customers".into()],
+            organization_usage: OrganizationUsage::Deny,
+            allow_any_organization: false,
+            is_system: false,
+            created_at: crate::UnixTime::from_secs(0),
+            updated_at: crate::UnixTime::from_secs(0),
+        };
+        let facts = ClientFacts::of(&client);
+        let grant = GrantFacts::new(Arc::new(grant));
+        assert!(!facts.secret_hash.spilled() && !facts.name.spilled());
+        assert!(!grant.id.spilled() && !grant.audience.spilled() && !grant.scope.spilled());
+        let slot = std::mem::size_of::<(Id, ClientEntry)>();
+        assert!(slot <= 8 * 64, "a slot of {slot} bytes");
     }
 }

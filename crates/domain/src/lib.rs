@@ -15,13 +15,13 @@ pub mod time;
 pub mod token;
 
 pub use action::{Action, ActionBinding, ActionSecret, ActionVersion, CREDENTIALS_EXCHANGE};
-pub use catalog::{Catalog, ClientGrants};
+pub use catalog::{Catalog, ClientFacts, ClientGrants, GrantFacts};
 pub use entity::*;
 pub use id::Id;
 pub use logstream::{ContentFormat, HttpSink, LogStream, Sink, StreamStatus};
 pub use quota::{Bucket, BucketKey, EntityKind, QuotaLimits, TokenQuota, Window};
 pub use time::UnixTime;
-pub use token::{Decision, TokenError, TokenRequest};
+pub use token::{Decision, Scopes, TokenError, TokenRequest};
 
 /// How far an acknowledged write (a counted token, an event, a configuration change) is guaranteed
 /// to survive.

@@ -2,10 +2,11 @@
 //! scopes and organization the token gets, or why not. Client authentication itself (secret
 //! hashing) is done by the caller, because it needs a server key.
 
-use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ClientFacts, GrantFacts};
 use crate::entity::{CLIENT_CREDENTIALS, Client, ClientGrant, Organization, OrganizationUsage, ResourceServer};
 use crate::quota::{EntityKind, QuotaPlan, effective_quota};
 use crate::time::UnixTime;
@@ -26,17 +27,49 @@ pub struct TokenRequest {
 /// count on a cold cache line of the client's data, and dropping the decision wrote it again
 /// (about 3 of the ~25 lines a token touched of its client, in a cache simulation;
 /// docs/benchmarks.md). The caller holds the catalog for the whole request anyway.
+///
+/// The token path reads the client and its grant through `facts` and `grant_facts`, copies kept
+/// in the client's catalog entry (see `catalog::ClientEntry`); `client` and `grant` are there for
+/// Actions and events about the rarer cases.
 #[derive(Clone, Debug)]
 pub struct Decision<'a> {
     /// `client.client_id`, from the caller's copy (see [`decide`]).
     pub client_id: &'a str,
     pub client: &'a Client,
+    pub facts: &'a ClientFacts,
     pub resource_server: &'a ResourceServer,
     pub grant: &'a ClientGrant,
-    /// Granted scopes, in the grant's order: the grant's own list when the request asked for all
-    /// of them (no copy), else the requested subset.
-    pub scopes: Cow<'a, [String]>,
+    pub grant_facts: &'a GrantFacts,
+    pub scopes: Scopes<'a>,
     pub organization: Option<&'a Organization>,
+    /// The client's issued-token count, for the server's metrics.
+    pub issued: &'a Arc<AtomicU64>,
+}
+
+/// The granted scopes, in the grant's order.
+#[derive(Clone, Debug)]
+pub enum Scopes<'a> {
+    /// All of the grant's: the request named none. The joined text is the grant's own copy.
+    All(&'a GrantFacts),
+    /// The subset the request named, without duplicates.
+    Some { list: Vec<String>, joined: String },
+}
+
+impl Scopes<'_> {
+    /// The token's `scope` claim: the scopes joined by spaces.
+    pub fn joined(&self) -> &str {
+        match self {
+            Scopes::All(grant) => &grant.scope,
+            Scopes::Some { joined, .. } => joined,
+        }
+    }
+
+    pub fn list(&self) -> &[String] {
+        match self {
+            Scopes::All(grant) => &grant.grant.scope,
+            Scopes::Some { list, .. } => list,
+        }
+    }
 }
 
 impl Decision<'_> {
@@ -51,7 +84,7 @@ impl Decision<'_> {
             return QuotaPlan::default();
         }
         let defaults = &catalog.tenant().default_token_quota;
-        let client_quota = effective_quota(self.client.token_quota.as_ref(), defaults.clients.as_ref()).map(|(q, _)| q);
+        let client_quota = effective_quota(self.facts.token_quota.as_ref(), defaults.clients.as_ref()).map(|(q, _)| q);
         let org_quota = self.organization.as_ref().and_then(|org| {
             effective_quota(org.token_quota.as_ref(), defaults.organizations.as_ref()).map(|(q, _)| (org, q))
         });
@@ -180,9 +213,9 @@ pub fn decide<'a>(
     request: &TokenRequest,
 ) -> Result<Decision<'a>, TokenError> {
     // One probe for the client, the grant type and the grants (an unknown client has none).
-    let facts = catalog.client_grants(client_id).filter(|c| c.client_credentials);
-    let Some(facts) = facts else { return Err(TokenError::GrantTypeNotAllowed) };
-    let client = facts.client;
+    let found = catalog.client_grants(client_id).filter(|c| c.facts.client_credentials);
+    let Some(found) = found else { return Err(TokenError::GrantTypeNotAllowed) };
+    let client = found.client;
     let audience = match (&request.audience, &catalog.tenant().default_audience) {
         (Some(aud), _) => aud.as_str(),
         (None, Some(default)) => default.as_str(),
@@ -192,34 +225,46 @@ pub fn decide<'a>(
         .resource_server_by_audience(audience)
         .ok_or_else(|| TokenError::UnknownAudience(audience.to_owned()))?
         .as_ref();
-    let grant = facts
+    let grant_facts = found
         .grant_for(audience)
         .ok_or_else(|| TokenError::NoClientGrant { client_id: client_id.to_owned(), audience: audience.to_owned() })?;
+    let grant = grant_facts.grant.as_ref();
 
     let scopes = match request.scope.as_deref() {
-        None | Some([]) => Cow::Borrowed(grant.scope.as_slice()),
+        None | Some([]) => Scopes::All(grant_facts),
         Some(requested) => {
             let missing: Vec<String> = requested.iter().filter(|s| !grant.scope.contains(s)).cloned().collect();
             if !missing.is_empty() {
                 return Err(TokenError::ScopesNotGranted(missing));
             }
             // Keep the grant's order and drop duplicates, so equal requests mint equal tokens.
-            Cow::Owned(grant.scope.iter().filter(|s| requested.contains(s)).cloned().collect())
+            let list: Vec<String> = grant.scope.iter().filter(|s| requested.contains(s)).cloned().collect();
+            Scopes::Some { joined: list.join(" "), list }
         }
     };
 
-    let organization = resolve_organization(catalog, client, grant, request)?;
+    let organization = resolve_organization(catalog, client, grant_facts, request)?;
 
-    Ok(Decision { client_id, client, resource_server, grant, scopes, organization })
+    Ok(Decision {
+        client_id,
+        client,
+        facts: found.facts,
+        resource_server,
+        grant,
+        grant_facts,
+        scopes,
+        organization,
+        issued: found.issued,
+    })
 }
 
 fn resolve_organization<'a>(
     catalog: &'a Catalog,
     client: &Client,
-    grant: &ClientGrant,
+    grant: &GrantFacts,
     request: &TokenRequest,
 ) -> Result<Option<&'a Organization>, TokenError> {
-    let audience = || grant.audience.clone();
+    let audience = || grant.audience.to_string();
     let org = match (&request.organization, grant.organization_usage) {
         (Some(_), OrganizationUsage::Deny) => {
             return Err(TokenError::OrganizationNotAllowed { audience: audience() });
@@ -324,9 +369,9 @@ mod tests {
     fn grants_all_scopes_by_default_and_subsets_on_request() {
         let (c, _) = catalog();
         let d = decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap();
-        assert_eq!(d.scopes, vec!["read", "write"]);
+        assert_eq!(d.scopes.list(), vec!["read", "write"]);
         let d = decide(&c, "c1", &req(Some("https://api"), Some(&["write", "write"]), None)).unwrap();
-        assert_eq!(d.scopes, vec!["write"]);
+        assert_eq!(d.scopes.list(), vec!["write"]);
         let e = decide(&c, "c1", &req(Some("https://api"), Some(&["admin", "read"]), None)).unwrap_err();
         assert_eq!(e.description(), "Client has not been granted scopes: admin");
     }
@@ -350,6 +395,55 @@ mod tests {
         ));
     }
 
+    /// The token path reads copies of the client's and the grant's fields kept in the entry: they
+    /// must follow every change, and the issued count must outlive them.
+    #[test]
+    fn the_entry_copies_follow_changes_and_the_issued_count_stays() {
+        use std::sync::atomic::Ordering;
+        let (mut c, client) = catalog();
+        let long_name = "n".repeat(100);
+        let d = decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap();
+        assert_eq!(
+            (d.facts.name.as_str(), d.facts.secret_hash.as_str()),
+            (client.name.as_str(), client.secret_hash.as_str())
+        );
+        assert_eq!(d.facts.token_quota, client.token_quota);
+        assert_eq!(d.grant_facts.id, "cgr_1");
+        d.issued.fetch_add(3, Ordering::Relaxed);
+        let before = c.clone();
+
+        let quota = TokenQuota {
+            enforce: false,
+            limits: QuotaLimits { per_minute: Some(1), per_hour: None, per_day: Some(9) },
+        };
+        c.upsert_client(Client {
+            name: long_name.clone(),
+            secret_hash: "other-hash".into(),
+            token_quota: Some(quota),
+            token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretBasic,
+            ..(*client).clone()
+        });
+        c.upsert_grant(ClientGrant {
+            scope: vec!["a".into(), "b".into(), "c".into()],
+            organization_usage: OrganizationUsage::Allow,
+            allow_any_organization: true,
+            ..(**c.grant("cgr_1").unwrap()).clone()
+        });
+        let d = decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap();
+        assert_eq!((d.facts.name.as_str(), d.facts.secret_hash.as_str()), (long_name.as_str(), "other-hash"));
+        assert_eq!(d.facts.token_quota, Some(quota));
+        assert_eq!(d.facts.token_endpoint_auth_method, TokenEndpointAuthMethod::ClientSecretBasic);
+        assert_eq!(d.scopes.joined(), "a b c");
+        assert_eq!(
+            (d.grant_facts.organization_usage, d.grant_facts.allow_any_organization),
+            (OrganizationUsage::Allow, true)
+        );
+        assert_eq!(d.issued.fetch_add(1, Ordering::Relaxed), 3, "the count outlives the client's changes");
+        // An older catalog (a request still using it) shares the count.
+        let old = decide(&before, "c1", &req(Some("https://api"), None, None)).unwrap();
+        assert_eq!((old.facts.name.as_str(), old.issued.load(Ordering::Relaxed)), (client.name.as_str(), 4));
+    }
+
     /// The catalog keeps a client and its grants in one entry; the grants may arrive first (a
     /// catalog built out of order) and go with the client.
     #[test]
@@ -364,7 +458,7 @@ mod tests {
         c.upsert_grant((*grant).clone());
         assert!(c.client("c1").is_none(), "a grant alone makes no client");
         assert_eq!((c.n_clients(), c.clients().count()), (0, 0));
-        assert!(!c.client_grants("c1").is_some_and(|g| g.client_credentials));
+        assert!(!c.client_grants("c1").is_some_and(|g| g.facts.client_credentials));
         c.upsert_client((*client).clone());
         c.upsert_client((*client).clone());
         assert_eq!((c.n_clients(), c.clients().count()), (1, 1));
@@ -414,11 +508,15 @@ mod tests {
             let d = decide(&c, "c1", &req(Some(audience), None, None)).unwrap();
             assert_eq!(d.grant.audience, *audience);
             let expected = if i == 0 { vec!["read".to_owned(), "write".to_owned()] } else { vec![format!("scope{i}")] };
-            assert_eq!(*d.scopes, expected);
+            assert_eq!(d.scopes.list(), expected);
+            assert_eq!(d.scopes.joined(), expected.join(" "));
+            assert_eq!(d.grant_facts.audience, *audience);
         }
         c.upsert_grant(ClientGrant { scope: vec!["changed".into()], ..(**c.grant("cgr_3x").unwrap()).clone() });
         c.remove_grant("cgr_2x");
-        assert_eq!(*decide(&c, "c1", &req(Some("https://ap"), None, None)).unwrap().scopes, ["changed"]);
+        let d = decide(&c, "c1", &req(Some("https://ap"), None, None)).unwrap();
+        assert_eq!(d.scopes.list(), ["changed"]);
+        assert_eq!(d.scopes.joined(), "changed");
         assert!(matches!(
             decide(&c, "c1", &req(Some("https://apj"), None, None)).unwrap_err(),
             TokenError::NoClientGrant { .. }

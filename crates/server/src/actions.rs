@@ -117,7 +117,7 @@ fn event(
     }
     let tenant = state.catalog.load().tenant().friendly_name.clone().unwrap_or_else(|| "ration".to_owned());
     let mut event = json!({
-        "accessToken": {"customClaims": {}, "scope": decision.scopes},
+        "accessToken": {"customClaims": {}, "scope": decision.scopes.list()},
         "client": {"client_id": client.client_id, "name": client.name, "metadata": client.client_metadata},
         "request": {
             "body": body,
@@ -133,7 +133,7 @@ fn event(
         "tenant": {"id": tenant},
         "transaction": {
             "requested_scopes": request.scope.clone().unwrap_or_default(),
-            "target_scopes": decision.scopes,
+            "target_scopes": decision.scopes.list(),
         },
     });
     if let Some(org) = &decision.organization {

@@ -70,7 +70,7 @@ pub async fn post_token(State(state): State<AppState>, request: Request) -> Resp
     let mut attempt = Attempt::default();
     match issue(&state, &parts.headers, body, now, &info, &mut attempt).await {
         Ok(response) => {
-            state.metrics.token_issued(attempt.client_id.as_deref(), started);
+            state.metrics.token_issued(started);
             response
         }
         Err(e) => {
@@ -215,7 +215,7 @@ async fn exchange(
     let action_logs = ran.as_ref().map(|ran| crate::actions::logs_json(&ran.logs));
     let event = Seccft {
         client_id: decision.client_id,
-        client_name: &decision.client.name,
+        client_name: &decision.facts.name,
         audience: &decision.resource_server.identifier,
         // The token's own `scope` claim, joined once in `mint`.
         scope: &minted.scope,
@@ -243,6 +243,7 @@ async fn exchange(
         expires_in: minted.expires_in,
         scope: minted.scope,
     };
+    state.metrics.client_issued(decision.client_id, decision.issued);
     let mut response = Response::new(Body::from(body.to_json()));
     *response.headers_mut() = headers.into_map();
     Ok(response)
@@ -313,7 +314,8 @@ fn authenticate<'c>(state: &AppState, catalog: &Catalog, auth: &'c ClientAuth) -
         }
         ClientAuth::None { .. } | ClientAuth::Assertion { .. } => return Err(TokenError::Unauthorized),
     };
-    let client = catalog.client(client_id).ok_or(TokenError::Unauthorized)?;
+    // The entry's copies of the client's fields (see `ClientFacts`), not `Client` itself.
+    let client = catalog.client_grants(client_id).ok_or(TokenError::Unauthorized)?.facts;
     // Public clients have no secret, and private_key_jwt clients must sign (Auth0 keeps the two
     // methods mutually exclusive).
     if matches!(
@@ -352,7 +354,7 @@ fn mint(
     };
     let rs = &decision.resource_server;
     let iat = now.secs();
-    let scope = decision.scopes.join(" ");
+    let scope = decision.scopes.joined().to_owned();
     let jti = random_bytes::<16>().map(|b| B64.encode(b)).map_err(|_| internal("random generator failed"))?;
     let claims = Claims {
         iss: &state.issuer,
