@@ -34,7 +34,7 @@ pub use ration_domain::Durability;
 /// Rewrite the journal once it grows past this, keeping only live buckets.
 const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;
 
-use journal::{Counts, EntityKey, Owed, OwedLine, Slot};
+use journal::{Counts, EntityKey, Owed, OwedLine};
 
 /// The counts and the journal lines they owe, under one lock: a count and its owed line change
 /// together, so the writer never takes a list that lacks an increment made before it.
@@ -152,10 +152,10 @@ impl Counters for EmbeddedCounters {
                 let entity = EntityKey::of(&first.key);
                 let slot = match counts.get_mut(&entity) {
                     Some(slot) => slot,
-                    None => counts.entry(entity).or_insert_with_key(Slot::new),
+                    None => counts.entry(entity.copy()).or_default(),
                 };
                 for bucket in buckets {
-                    let mut counter = slot.counter(&bucket.key);
+                    let mut counter = slot.counter(&entity, &bucket.key);
                     if bucket.is_full(counter.get()) {
                         let exhausted = after.len();
                         undo(counts, owed, &plan.buckets[..exhausted]);
@@ -195,8 +195,9 @@ impl Counters for EmbeddedCounters {
 /// Gives back the counts of `buckets`, taken by a grant that a later bucket refused.
 fn undo(counts: &mut Counts, owed: &mut Owed, buckets: &[Bucket]) {
     for bucket in buckets {
-        if let Some(slot) = counts.get_mut(&EntityKey::of(&bucket.key)) {
-            let mut counter = slot.counter(&bucket.key);
+        let entity = EntityKey::of(&bucket.key);
+        if let Some(slot) = counts.get_mut(&entity) {
+            let mut counter = slot.counter(&entity, &bucket.key);
             counter.undo();
             owed.note(&mut counter);
         }

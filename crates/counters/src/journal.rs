@@ -7,12 +7,10 @@
 //! order of lines does not matter. A torn last line (a crash mid-write) is ignored: its increment
 //! was never acknowledged, so no client received that token.
 
+use ration_domain::{BucketKey, EntityKind, Id, UnixTime, Window};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use ration_domain::{BucketKey, EntityKind, Id, UnixTime, Window};
 
 /// Counts by entity: one [`Slot`] holds every window of a client or an organization.
 ///
@@ -20,7 +18,9 @@ use ration_domain::{BucketKey, EntityKind, Id, UnixTime, Window};
 /// with many clients sending each bucket's entry was a cold lookup of its own on every token (a
 /// probe of the map's control bytes, a 96-byte entry over two cache lines, and its journal prefix's
 /// reference count). One entry per entity takes one probe, and its hour and day counts sit side by
-/// side (`scripts/cachesim`, docs/benchmarks.md, session 17).
+/// side (`scripts/cachesim`, docs/benchmarks.md, session 17). The entry holds nothing else: an owed
+/// line copies the key rather than share a prefix text with the slot, whose reference count and
+/// text were two more cold lines a token (session 18).
 ///
 /// foldhash rather than SipHash: every token with a quota hashes its entities' keys, and the keys
 /// are our own ids, not attacker-chosen (an operator who can create clients can already exhaust
@@ -37,8 +37,20 @@ pub struct EntityKey {
 
 impl EntityKey {
     pub fn of(key: &BucketKey) -> EntityKey {
-        EntityKey { entity: key.entity, id: key.entity_id.clone() }
+        EntityKey { entity: key.entity, id: copy_id(&key.entity_id) }
     }
+
+    /// A copy, for an owed line. Not `clone`: see [`copy_id`].
+    pub fn copy(&self) -> EntityKey {
+        EntityKey { entity: self.entity, id: copy_id(&self.id) }
+    }
+}
+
+/// `id`, copied as one slice. `Id::clone` (smallvec's `Clone`) pushes the bytes one at a time
+/// through a generic `extend`: ~260 instructions for a 32-byte client id in a callgrind profile,
+/// twice or more on every token with a quota.
+fn copy_id(id: &Id) -> Id {
+    Id::from(id.as_str())
 }
 
 /// The count that `key` is checked against ([`Slot::count`]); 0 for a bucket never counted (or
@@ -47,20 +59,17 @@ pub fn count(counts: &Counts, key: &BucketKey) -> u64 {
     counts.get(&EntityKey::of(key)).map_or(0, |slot| slot.count(key))
 }
 
-/// One entity's counts, a window instance per window, with the part of its journal lines that
-/// never changes.
-///
-/// `repr(C)`: the prefix and then the windows in [`Slot::place`] order, so that the hour and day
-/// counts directly follow the key and the prefix in the map's entry (two cache lines for the
-/// three, where the compiler's order could spread them over three).
+/// One entity's counts, a window instance per window, in [`Slot::place`] order, so that the hour
+/// and day counts directly follow the key in the map's entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[repr(C)]
 pub struct Slot {
-    /// `v1\t<entity>\t<id>\t`, built once per entity: building the whole line each time (escaping
-    /// the id, formatting the start) was the largest part of the counters' cost in an instruction
-    /// profile. Shared with the [`Owed`] lines of the entity's windows.
-    prefix: Arc<str>,
     windows: [Instance; 3],
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot { windows: [Instance::NONE; 3] }
+    }
 }
 
 /// The count of one window instance of an entity.
@@ -99,16 +108,6 @@ impl Slot {
         }
     }
 
-    pub fn new(key: &EntityKey) -> Slot {
-        let mut prefix = String::with_capacity(key.id.len() + 20);
-        prefix.push_str("v1\t");
-        prefix.push_str(key.entity.name());
-        prefix.push('\t');
-        escape_into(&mut prefix, &key.id);
-        prefix.push('\t');
-        Slot { prefix: prefix.into(), windows: [Instance::NONE; 3] }
-    }
-
     /// The count that `key` is checked against ([`Slot::counter`]): 0 for an instance later
     /// than the one held, which starts from zero, and the held one's count for it or an earlier one.
     pub fn count(&self, key: &BucketKey) -> u64 {
@@ -123,12 +122,13 @@ impl Slot {
     /// that read the clock just before a window's end and reached the lock just after another had
     /// started the next) is counted in the held one: it may then count a token against the new
     /// window that belongs to the old, the safe direction, since the old one has ended anyway.
-    pub fn counter(&mut self, key: &BucketKey) -> Counter<'_> {
+    /// `entity` is the slot's own key, for the journal line the count may owe.
+    pub fn counter<'a>(&'a mut self, entity: &'a EntityKey, key: &BucketKey) -> Counter<'a> {
         let instance = &mut self.windows[Slot::place(key.window)];
         if key.window_start > instance.start {
             *instance = Instance { start: key.window_start, ..Instance::NONE };
         }
-        Counter { prefix: &self.prefix, window: key.window, instance }
+        Counter { entity, window: key.window, instance }
     }
 
     /// Forgets window instances that ended by `secs`; false once the slot holds none.
@@ -152,11 +152,11 @@ impl Slot {
         }
     }
 
-    /// Appends a line for each window instance held to `out`.
-    pub fn encode(&self, out: &mut String) {
+    /// Appends a line for each window instance held to `out`; `entity` is the slot's key.
+    pub fn encode(&self, entity: &EntityKey, out: &mut String) {
         for (window, instance) in Slot::ORDER.into_iter().zip(&self.windows) {
             if !instance.is_none() {
-                encode_line(out, &self.prefix, window, instance.start, instance.count);
+                encode_line(out, entity, window, instance.start, instance.count);
             }
         }
     }
@@ -164,7 +164,7 @@ impl Slot {
 
 /// One window instance's count in a [`Slot`], as [`Slot::counter`] found it.
 pub struct Counter<'a> {
-    prefix: &'a Arc<str>,
+    entity: &'a EntityKey,
     window: Window,
     instance: &'a mut Instance,
 }
@@ -184,8 +184,12 @@ impl Counter<'_> {
     }
 }
 
-fn encode_line(out: &mut String, prefix: &str, window: Window, start: i64, count: u64) {
-    out.push_str(prefix);
+fn encode_line(out: &mut String, entity: &EntityKey, window: Window, start: i64, count: u64) {
+    out.push_str("v1\t");
+    out.push_str(entity.entity.name());
+    out.push('\t');
+    escape_into(out, &entity.id);
+    out.push('\t');
     out.push_str(window.name());
     out.push('\t');
     out.push_str(itoa::Buffer::new().format(start));
@@ -194,10 +198,10 @@ fn encode_line(out: &mut String, prefix: &str, window: Window, start: i64, count
     out.push('\n');
 }
 
-/// A journal line owed: a window instance of the entity whose prefix it holds, at a count.
+/// A journal line owed: a window instance of an entity, at a count.
 #[derive(Clone, Debug)]
 pub struct OwedLine {
-    prefix: Arc<str>,
+    entity: EntityKey,
     window: Window,
     start: i64,
     count: u64,
@@ -234,7 +238,7 @@ impl Owed {
                 instance.owed_generation = self.generation;
                 instance.owed_index = self.list.len();
                 self.list.push(OwedLine {
-                    prefix: counter.prefix.clone(),
+                    entity: counter.entity.copy(),
                     window: counter.window,
                     start: instance.start,
                     count: instance.count,
@@ -260,7 +264,7 @@ impl Owed {
 /// Appends the lines of `owed` (as taken by [`Owed::take`]) to `out`.
 pub fn encode_owed(out: &mut String, owed: &[OwedLine]) {
     for line in owed {
-        encode_line(out, &line.prefix, line.window, line.start, line.count);
+        encode_line(out, &line.entity, line.window, line.start, line.count);
     }
 }
 
@@ -323,7 +327,7 @@ pub fn replay(path: &Path, now: UnixTime) -> std::io::Result<Counts> {
         let Some(body) = line.strip_suffix(b"\n") else { break };
         match std::str::from_utf8(body).ok().and_then(decode) {
             Some((key, count)) if key.expires_at() > now.secs() => {
-                let slot = counts.entry(EntityKey::of(&key)).or_insert_with_key(Slot::new);
+                let slot = counts.entry(EntityKey::of(&key)).or_default();
                 slot.merge(key.window, key.window_start, count);
             }
             Some(_) => {}
@@ -341,8 +345,8 @@ pub fn replay(path: &Path, now: UnixTime) -> std::io::Result<Counts> {
 pub fn rewrite(path: &Path, counts: &Counts, flush: bool) -> std::io::Result<File> {
     let tmp: PathBuf = path.with_extension("tmp");
     let mut text = String::with_capacity(counts.len() * 128);
-    for slot in counts.values() {
-        slot.encode(&mut text);
+    for (entity, slot) in counts {
+        slot.encode(entity, &mut text);
     }
     {
         let mut file = File::create(&tmp)?;
@@ -374,8 +378,9 @@ mod tests {
 
     /// Counts `key` once, as a grant does, noting its line; returns its count after.
     fn add(counts: &mut Counts, owed: &mut Owed, key: &BucketKey) -> u64 {
-        let slot = counts.entry(EntityKey::of(key)).or_insert_with_key(Slot::new);
-        let mut counter = slot.counter(key);
+        let entity = EntityKey::of(key);
+        let slot = counts.entry(entity.clone()).or_default();
+        let mut counter = slot.counter(&entity, key);
         counter.add();
         owed.note(&mut counter);
         counter.get()
@@ -383,7 +388,7 @@ mod tests {
 
     fn line(key: &BucketKey, count: u64) -> String {
         let mut out = String::new();
-        encode_line(&mut out, &Slot::new(&EntityKey::of(key)).prefix, key.window, key.window_start, count);
+        encode_line(&mut out, &EntityKey::of(key), key.window, key.window_start, count);
         out
     }
 
@@ -452,7 +457,7 @@ mod tests {
     #[test]
     fn a_merge_keeps_the_latest_instance_at_its_highest_count() {
         let a = key("a", 7200);
-        let mut slot = Slot::new(&EntityKey::of(&a));
+        let mut slot = Slot::default();
         slot.merge(Window::Hour, 7200, 5);
         slot.merge(Window::Hour, 3600, 9);
         slot.merge(Window::Hour, 7200, 3);
