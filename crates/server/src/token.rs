@@ -130,10 +130,10 @@ async fn issue(
         attempt.scope = facts.scope;
         attempt.organization = facts.organization;
     })?;
-    // The client id is needed either way (metrics); the rest only for a failure's event, so it is
-    // copied only when the exchange fails.
-    attempt.client_id = parsed.auth.client_id().map(str::to_owned);
+    // What a failure's event says of the request, copied only when the exchange fails (an issued
+    // token is counted for its client by the exchange itself).
     exchange(state, &parsed, now, info, attempt).await.inspect_err(|_| {
+        attempt.client_id = parsed.auth.client_id().map(str::to_owned);
         attempt.audience = parsed.request.audience.clone();
         attempt.scope = parsed.request.scope.as_ref().map(|s| s.join(" "));
         attempt.organization = parsed.request.organization.clone();
