@@ -29,8 +29,8 @@ pub struct TokenRequest {
 /// docs/benchmarks.md). The caller holds the catalog for the whole request anyway.
 ///
 /// The token path reads the client and its grant through `facts` and `grant_facts`, copies kept
-/// in the client's catalog entry (see `catalog::ClientEntry`); `client` and `grant` are there for
-/// Actions and events about the rarer cases.
+/// in the client's catalog entry (see `catalog::ClientEntry`); `client` and [`Decision::grant`]
+/// are there for Actions and events about the rarer cases.
 #[derive(Clone, Debug)]
 pub struct Decision<'a> {
     /// `client.client_id`, from the caller's copy (see [`decide`]).
@@ -38,7 +38,6 @@ pub struct Decision<'a> {
     pub client: &'a Client,
     pub facts: &'a ClientFacts,
     pub resource_server: &'a ResourceServer,
-    pub grant: &'a ClientGrant,
     pub grant_facts: &'a GrantFacts,
     pub scopes: Scopes<'a>,
     pub organization: Option<&'a Organization>,
@@ -72,7 +71,12 @@ impl Scopes<'_> {
     }
 }
 
-impl Decision<'_> {
+impl<'a> Decision<'a> {
+    /// The client grant the token is issued under.
+    pub fn grant(&self) -> &'a ClientGrant {
+        &self.grant_facts.grant
+    }
+
     /// The quota buckets this request counts against: the client's quota (own, else the tenant
     /// default) and, with an organization, the organization's (own, else the tenant default).
     ///
@@ -250,7 +254,6 @@ pub fn decide<'a>(
         client,
         facts: found.facts,
         resource_server,
-        grant,
         grant_facts,
         scopes,
         organization,
@@ -463,7 +466,7 @@ mod tests {
         c.upsert_client((*client).clone());
         assert_eq!((c.n_clients(), c.clients().count()), (1, 1));
         let client = c.client("c1").unwrap().clone();
-        assert_eq!(decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap().grant.id, "cgr_1");
+        assert_eq!(decide(&c, "c1", &req(Some("https://api"), None, None)).unwrap().grant().id, "cgr_1");
 
         c.remove_grant("cgr_1");
         assert!(c.grant_for("c1", "https://api").is_none());
@@ -506,7 +509,7 @@ mod tests {
         }
         for (i, audience) in audiences.iter().enumerate() {
             let d = decide(&c, "c1", &req(Some(audience), None, None)).unwrap();
-            assert_eq!(d.grant.audience, *audience);
+            assert_eq!(d.grant().audience, *audience);
             let expected = if i == 0 { vec!["read".to_owned(), "write".to_owned()] } else { vec![format!("scope{i}")] };
             assert_eq!(d.scopes.list(), expected);
             assert_eq!(d.scopes.joined(), expected.join(" "));
@@ -521,7 +524,7 @@ mod tests {
             decide(&c, "c1", &req(Some("https://apj"), None, None)).unwrap_err(),
             TokenError::NoClientGrant { .. }
         ));
-        assert_eq!(decide(&c, "c1", &req(Some("https://api2"), None, None)).unwrap().grant.id, "cgr_5x");
+        assert_eq!(decide(&c, "c1", &req(Some("https://api2"), None, None)).unwrap().grant().id, "cgr_5x");
     }
 
     #[test]
