@@ -32,7 +32,7 @@ pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
 /// A token response's headers, prebuilt for each set of quota headers a plan can produce (see
 /// [`response_headers`]), with the fixed headers after them and a placeholder for each quota
-/// header's value, which [`consume`] overwrites in place.
+/// header's value, which [`response_headers`] overwrites in place.
 ///
 /// Why: every 200 inserted its three fixed and up to four quota headers into a new map, and each
 /// insert hashes its name (the quota headers' custom names byte by byte): ~2 k instructions per
@@ -64,19 +64,6 @@ fn response_template(index: usize) -> HeaderMap {
     headers
 }
 
-/// The headers of a 200, with a placeholder for each quota header of the plan they were made for.
-pub struct ResponseHeaders {
-    map: HeaderMap,
-    /// The plan's [`template_index`]: which placeholders `map` holds, first and in order.
-    quota: usize,
-}
-
-impl ResponseHeaders {
-    pub fn into_map(self) -> HeaderMap {
-        self.map
-    }
-}
-
 /// Which quota headers `plan` produces: a client header for client buckets, an organization header
 /// for organization buckets, the IETF pair when a bucket is enforced (as [`quota_headers`] does).
 fn template_index(plan: &QuotaPlan) -> usize {
@@ -89,39 +76,19 @@ fn template_index(plan: &QuotaPlan) -> usize {
     })
 }
 
-/// The headers of a 200 for `plan`: the fixed ones, and a placeholder for each quota header the
-/// plan produces, filled in by [`consume`].
-pub fn response_headers(plan: &QuotaPlan) -> ResponseHeaders {
-    let quota = template_index(plan);
-    // `quota` is below 8, the array's length.
-    ResponseHeaders { map: RESPONSE_HEADERS[quota].clone(), quota }
-}
-
-/// Writes `plan`'s quota headers at `counts` into `headers`.
-///
-/// For the plan the headers were made for, each value goes over its placeholder, in order, with
-/// no name hashed or compared. For another plan (never on the token path), the placeholders are
-/// removed and the values inserted, so that the response is right either way.
-fn write_quota_headers(headers: &mut ResponseHeaders, plan: &QuotaPlan, counts: &[u64], now: UnixTime) {
-    if template_index(plan) == headers.quota {
-        let mut slots = headers.map.iter_mut();
-        quota_headers(plan, counts, now, |name, value| {
-            if let Some((slot_name, slot)) = slots.next() {
-                debug_assert_eq!(*slot_name, name, "response templates follow quota_headers' order");
-                *slot = value;
-            }
-        });
-        return;
-    }
-    for (bit, name) in QUOTA_HEADERS {
-        if headers.quota & bit != 0 {
-            headers.map.remove(name);
-        }
-    }
-    headers.quota = 0;
+/// The headers of a 200 for `plan` at `counts`: its template, with each quota header's value
+/// written over its placeholder, in order, with no name hashed or compared.
+fn response_headers(plan: &QuotaPlan, counts: &[u64], now: UnixTime) -> HeaderMap {
+    // The index is below 8, the array's length.
+    let mut headers = RESPONSE_HEADERS[template_index(plan)].clone();
+    let mut slots = headers.iter_mut();
     quota_headers(plan, counts, now, |name, value| {
-        headers.map.insert(name, value);
+        if let Some((slot_name, slot)) = slots.next() {
+            debug_assert_eq!(*slot_name, name, "response templates follow quota_headers' order");
+            *slot = value;
+        }
     });
+    headers
 }
 
 /// Refuses early, without consuming, when an enforced bucket is already full: run before the bound
@@ -153,9 +120,8 @@ fn unavailable(CounterError::Unavailable(detail): CounterError) -> OAuthError {
     e
 }
 
-/// Consumes one token from every bucket of `plan`. On success writes the quota headers into
-/// `headers`, the 200's, made by [`response_headers`] for `plan`; on rejection, returns the 429
-/// with its headers.
+/// Consumes one token from every bucket of `plan`. On success returns the 200's headers, fixed
+/// ones and quota headers ([`response_headers`]); on rejection, the 429 with its headers.
 ///
 /// The returned future resolves once the consumption is durable; the caller must not answer 200
 /// before it resolved `Ok`. Awaited after the request's `seccft` event, it usually finds the
@@ -166,10 +132,9 @@ pub async fn consume(
     plan: &QuotaPlan,
     now: UnixTime,
     info: &RequestInfo,
-    headers: &mut ResponseHeaders,
-) -> Result<ration_counters::Durable, OAuthError> {
+) -> Result<(ration_counters::Durable, HeaderMap), OAuthError> {
     if plan.is_empty() {
-        return Ok(Box::pin(std::future::ready(Ok(()))));
+        return Ok((Box::pin(std::future::ready(Ok(()))), response_headers(plan, &[], now)));
     }
     match state.counters.consume_deferred(plan).await {
         Ok((Consumption::Granted { after, degraded }, durable)) => {
@@ -179,8 +144,7 @@ pub async fn consume(
                 degraded_warning(state, decision, now, info);
             }
             warn_on_thresholds(state, decision, plan, &after, now, info);
-            write_quota_headers(headers, plan, &after, now);
-            Ok(durable)
+            Ok((durable, response_headers(plan, &after, now)))
         }
         Ok((Consumption::Rejected { exhausted, used }, _)) => {
             state.metrics.quota_rejected(plan, exhausted);
@@ -430,9 +394,7 @@ mod tests {
         let now = UnixTime::from_millis(1_800_000_030_250);
         for plan in plans(now) {
             let counts = vec![3; plan.buckets.len()];
-            let mut headers = response_headers(&plan);
-            write_quota_headers(&mut headers, &plan, &counts, now);
-            let headers = headers.into_map();
+            let headers = response_headers(&plan, &counts, now);
             let mut expected: Vec<_> = values(&headers_of(&plan, &counts, now))
                 .into_iter()
                 .map(|(n, v)| (n.to_owned(), v.to_owned()))
@@ -440,29 +402,6 @@ mod tests {
             expected.extend(fixed());
             assert_eq!(pairs(&headers), expected, "{plan:?}");
             assert!(pairs(&headers).iter().all(|(_, v)| !v.is_empty()), "no placeholder left: {plan:?}");
-        }
-    }
-
-    #[test]
-    fn quota_headers_are_right_even_in_a_map_made_for_another_plan() {
-        let now = UnixTime::from_millis(1_800_000_030_250);
-        let plans = plans(now);
-        for made_for in &plans {
-            for plan in &plans {
-                let counts = vec![7; plan.buckets.len()];
-                let mut headers = response_headers(made_for);
-                write_quota_headers(&mut headers, plan, &counts, now);
-                let headers = headers.into_map();
-                let mut expected: Vec<_> = values(&headers_of(plan, &counts, now))
-                    .into_iter()
-                    .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                    .collect();
-                expected.extend(fixed());
-                let mut got = pairs(&headers);
-                got.sort();
-                expected.sort();
-                assert_eq!(got, expected, "a map for {made_for:?} written for {plan:?}");
-            }
         }
     }
 

@@ -202,9 +202,8 @@ async fn exchange(
     let custom = ran.as_ref().map_or(&no_claims, |r| &r.custom_claims);
     // Consume before signing: a client over its quota costs a count, not a signature. Should
     // signing then fail, the count stays, the safe direction (as after a crash).
-    // The 200's headers, fixed ones included, with a place for each quota header of the plan.
-    let mut headers = crate::quota::response_headers(&plan);
-    let counted = crate::quota::consume(state, &decision, &plan, now, info, &mut headers).await?;
+    // Also the 200's headers, fixed ones and the plan's quota headers.
+    let (counted, headers) = crate::quota::consume(state, &decision, &plan, now, info).await?;
     let minted = mint(state, &decision, now, custom)?;
 
     // The token exists only once its count and its event are durable: an operator counting
@@ -245,7 +244,7 @@ async fn exchange(
     };
     state.metrics.client_issued(decision.client_id, decision.issued);
     let mut response = Response::new(Body::from(body.to_json()));
-    *response.headers_mut() = headers.into_map();
+    *response.headers_mut() = headers;
     Ok(response)
 }
 
