@@ -152,7 +152,7 @@ impl Counters for EmbeddedCounters {
                 let entity = EntityKey::of(&first.key);
                 let slot = match counts.get_mut(&entity) {
                     Some(slot) => slot,
-                    None => counts.entry(entity.copy()).or_default(),
+                    None => counts.entry(entity.clone()).or_default(),
                 };
                 for bucket in buckets {
                     let mut counter = slot.counter(&entity, &bucket.key);

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 pub type Counts = foldhash::HashMap<EntityKey, Slot>;
 
 /// A client or an organization: what a [`Slot`] counts for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct EntityKey {
     entity: EntityKind,
     /// Inline ([`Id`]): the map compares it on every lookup.
@@ -39,9 +39,11 @@ impl EntityKey {
     pub fn of(key: &BucketKey) -> EntityKey {
         EntityKey { entity: key.entity, id: copy_id(&key.entity_id) }
     }
+}
 
-    /// A copy, for an owed line. Not `clone`: see [`copy_id`].
-    pub fn copy(&self) -> EntityKey {
+/// By hand rather than derived: see [`copy_id`]. An owed line clones its entity's key.
+impl Clone for EntityKey {
+    fn clone(&self) -> EntityKey {
         EntityKey { entity: self.entity, id: copy_id(&self.id) }
     }
 }
@@ -238,7 +240,7 @@ impl Owed {
                 instance.owed_generation = self.generation;
                 instance.owed_index = self.list.len();
                 self.list.push(OwedLine {
-                    entity: counter.entity.copy(),
+                    entity: counter.entity.clone(),
                     window: counter.window,
                     start: instance.start,
                     count: instance.count,
