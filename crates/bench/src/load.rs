@@ -42,11 +42,18 @@ pub struct Workload {
     pub rate: Option<f64>,
 }
 
+/// Latency above which a 200 counts in [`Outcome::slow`]: the bound on p99 at half load.
+pub const SLOW: Duration = Duration::from_millis(5);
+
 /// What the measured window saw (the warm-up is discarded).
 #[derive(Default)]
 pub struct Outcome {
     /// Latency of every 200 completed inside the window, in nanoseconds.
     pub latency: Histogram,
+    /// 200s slower than [`SLOW`], by second of the window in which they completed. A paced run's
+    /// p99 over the bound can be one stall of the machine or a tail spread over the whole run, and
+    /// the histogram alone cannot tell which (docs/benchmarks.md, session 19).
+    pub slow: Vec<u64>,
     pub ok: u64,
     /// Responses other than 200, by status (warm-up included: a failure is never excusable).
     pub non_200: BTreeMap<u16, u64>,
@@ -61,8 +68,28 @@ impl Outcome {
         self.non_200.values().sum::<u64>() + self.errors
     }
 
+    /// A 200 that took `latency` and completed in second `second` of the window.
+    fn record_ok(&mut self, latency: Duration, second: u64) {
+        self.ok += 1;
+        self.latency.record(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+        if latency > SLOW {
+            let second = usize::try_from(second).unwrap_or(usize::MAX);
+            if self.slow.len() <= second {
+                self.slow.resize(second + 1, 0);
+            }
+            self.slow[second] += 1;
+        }
+    }
+
+    /// Adds the outcome of other connections over the same window.
     pub fn merge(&mut self, other: Outcome) {
         self.latency.merge(&other.latency);
+        if self.slow.len() < other.slow.len() {
+            self.slow.resize(other.slow.len(), 0);
+        }
+        for (sum, n) in self.slow.iter_mut().zip(other.slow) {
+            *sum += n;
+        }
         self.ok += other.ok;
         for (status, n) in other.non_200 {
             *self.non_200.entry(status).or_default() += n;
@@ -236,8 +263,7 @@ async fn connection_loop(
                 if answer.status == 200 && is_token(body) {
                     let done = Instant::now();
                     if done >= from && done <= to {
-                        out.ok += 1;
-                        out.latency.record(u64::try_from((done - begun).as_nanos()).unwrap_or(u64::MAX));
+                        out.record_ok(done - begun, (done - from).as_secs());
                     }
                 } else {
                     *out.non_200.entry(answer.status).or_default() += 1;
@@ -327,7 +353,25 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Answer, usize)>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Answer, parse_head, token_request};
+    use std::time::Duration;
+
+    use super::{Answer, Outcome, parse_head, token_request};
+
+    #[test]
+    fn slow_answers_count_by_second_and_merge_second_by_second() {
+        let mut a = Outcome::default();
+        a.record_ok(Duration::from_millis(2), 0);
+        a.record_ok(Duration::from_millis(6), 0);
+        a.record_ok(Duration::from_millis(30), 2);
+        assert_eq!(a.slow, [1, 0, 1]);
+        let mut b = Outcome::default();
+        b.record_ok(Duration::from_millis(5), 1);
+        b.record_ok(Duration::from_millis(7), 3);
+        assert_eq!(b.slow, [0, 0, 0, 1], "5 ms itself is within the bound");
+        a.merge(b);
+        assert_eq!(a.slow, [1, 0, 1, 1]);
+        assert_eq!(a.ok, 5);
+    }
 
     #[test]
     fn form_bodies_are_encoded() {

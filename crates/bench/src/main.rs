@@ -191,10 +191,13 @@ impl Row {
         }
     }
 
-    fn absorb(&mut self, other: Row) {
+    fn absorb(&mut self, mut other: Row) {
         let (w0, w1) = (self.window.as_secs_f64(), other.window.as_secs_f64());
         self.raw = (self.raw * w0 + other.raw * w1) / (w0 + w1);
+        // A later window: its seconds follow this one's rather than add to them.
+        let later = std::mem::take(&mut other.outcome.slow);
         self.outcome.merge(other.outcome);
+        self.outcome.slow.extend(later);
         self.window += other.window;
         self.cpu_window += other.cpu_window;
         self.server_cpu += other.server_cpu;
@@ -311,6 +314,10 @@ async fn run(mut args: Args) -> Result<u64> {
     if !lifecycle.rows.is_empty() {
         println!("{}", lifecycle.text());
     }
+    let slow = slow_by_second(&rows);
+    if !slow.is_empty() {
+        println!("{slow}");
+    }
     let failures: u64 = rows.iter().map(|r| r.outcome.failures()).sum();
     for row in rows.iter().filter(|r| r.outcome.failures() > 0) {
         eprintln!(
@@ -323,7 +330,7 @@ async fn run(mut args: Args) -> Result<u64> {
         );
     }
     if let Some(path) = &args.markdown {
-        let md = markdown(&args, &raw, &results, &lifecycle);
+        let md = markdown(&args, &raw, &results, &lifecycle, &slow);
         if path.as_os_str() == "-" {
             println!("{md}");
         } else {
@@ -721,7 +728,7 @@ fn servers_table(servers: &[ServerFacts]) -> Table {
     Table { header, left: 1, rows }
 }
 
-fn markdown(args: &Args, raw: &BTreeMap<Alg, f64>, results: &Table, lifecycle: &Table) -> String {
+fn markdown(args: &Args, raw: &BTreeMap<Alg, f64>, results: &Table, lifecycle: &Table, slow: &str) -> String {
     let command: Vec<String> = std::env::args().collect();
     let mut out = format!("Command: `{}`\n\n", command.join(" "));
     out.push_str(&format!(
@@ -745,6 +752,31 @@ fn markdown(args: &Args, raw: &BTreeMap<Alg, f64>, results: &Table, lifecycle: &
         out.push_str(&format!(" {} {rate:.0}/s;", alg.jose()));
     }
     out.push('\n');
+    if !slow.is_empty() {
+        out.push('\n');
+        out.push_str(slow);
+    }
+    out
+}
+
+/// For each paced row, its 200s slower than [`load::SLOW`] in each second of its window: a p99
+/// over the bound made of one stall shows as one busy second, a spread tail as many.
+fn slow_by_second(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for row in rows.iter().filter(|r| r.paced.is_some()) {
+        let slow = &row.outcome.slow;
+        let seconds = usize::try_from(row.window.as_secs()).unwrap_or(usize::MAX).max(slow.len());
+        let counts: Vec<String> = (0..seconds).map(|i| slow.get(i).copied().unwrap_or(0).to_string()).collect();
+        let total: u64 = slow.iter().sum();
+        out.push_str(&format!(
+            "`{}`: 200s over {} ms by second of the window: {} ({total} of {}, {:.2} %)\n",
+            row.label(),
+            load::SLOW.as_millis(),
+            counts.join(" "),
+            row.outcome.ok,
+            100.0 * total as f64 / row.outcome.ok.max(1) as f64,
+        ));
+    }
     out
 }
 
