@@ -286,8 +286,17 @@ impl Writer {
         };
         match journal::rewrite(&self.path, &snapshot, self.durability == Durability::Fsync) {
             Ok(file) => {
-                self.file = file;
+                let replaced = std::mem::replace(&mut self.file, file);
                 self.written = 0;
+                // Closing the replaced journal frees its 64 MiB of page cache: 5–18 ms on session
+                // 19's machine, while every token with a quota waited for this group. Close it on
+                // a thread of its own (one per compaction, every 64 MiB of lines), or here if
+                // none can start.
+                if let Err(e) =
+                    std::thread::Builder::new().name("ration-journal-close".into()).spawn(move || drop(replaced))
+                {
+                    tracing::warn!(error = %e, "cannot start a thread to close the replaced counter journal");
+                }
             }
             Err(e) => tracing::error!(error = %e, "counter journal compaction failed; continuing to append"),
         }
