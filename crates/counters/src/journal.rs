@@ -7,10 +7,11 @@
 //! order of lines does not matter. A torn last line (a crash mid-write) is ignored: its increment
 //! was never acknowledged, so no client received that token.
 
-use ration_domain::{BucketKey, EntityKind, Id, UnixTime, Window};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+
+use ration_domain::{BucketKey, EntityKind, Id, UnixTime, Window};
 
 /// Counts by entity: one [`Slot`] holds every window of a client or an organization.
 ///
