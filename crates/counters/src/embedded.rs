@@ -73,6 +73,7 @@ impl EmbeddedCounters {
             table: table.clone(),
             durable: durable.clone(),
             written: 0,
+            compact_at: COMPACT_AT_BYTES,
             spare: Vec::new(),
             text: String::new(),
         }));
@@ -213,6 +214,8 @@ struct Writer {
     durable: Arc<AtomicU64>,
     /// Bytes appended since the file was last rewritten.
     written: u64,
+    /// [`COMPACT_AT_BYTES`]; lower in tests, which compact without writing 64 MiB.
+    compact_at: u64,
     /// Buffers kept between groups, so that a warm writer does not allocate.
     spare: Vec<OwedLine>,
     text: String,
@@ -256,7 +259,7 @@ impl Writer {
         })?;
         // Writes are serialized by the writer's lock, so the number only grows.
         self.durable.store(grants, Ordering::Release);
-        if self.written >= COMPACT_AT_BYTES {
+        if self.written >= self.compact_at {
             self.compact();
         }
         Ok(())
@@ -290,12 +293,10 @@ impl Writer {
                 self.written = 0;
                 // Closing the replaced journal frees its 64 MiB of page cache: 5–18 ms on session
                 // 19's machine, while every token with a quota waited for this group. Close it on
-                // a thread of its own (one per compaction, every 64 MiB of lines), or here if
-                // none can start.
-                if let Err(e) =
-                    std::thread::Builder::new().name("ration-journal-close".into()).spawn(move || drop(replaced))
-                {
-                    tracing::warn!(error = %e, "cannot start a thread to close the replaced counter journal");
+                // tokio's blocking pool (as the event log deletes its journal segments), or here
+                // outside a runtime.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn_blocking(move || drop(replaced));
                 }
             }
             Err(e) => tracing::error!(error = %e, "counter journal compaction failed; continuing to append"),
@@ -410,6 +411,39 @@ mod tests {
         let counters = EmbeddedCounters::open(&path, Durability::Process, now).unwrap();
         let keys: Vec<_> = plan(now, 10, true).buckets.iter().map(|b| b.key.clone()).collect();
         assert_eq!(counters.peek(&keys).await.unwrap(), vec![2, 2]);
+    }
+
+    #[tokio::test]
+    async fn compactions_while_running_keep_every_count_across_a_restart() {
+        let now = UnixTime::from_secs(1_800_000_000);
+        let path = temp_path("compact");
+        let p = plan(now, 100, true);
+        let other = QuotaPlan::new(
+            Some((
+                "c2",
+                &TokenQuota {
+                    enforce: true,
+                    limits: QuotaLimits { per_minute: None, per_hour: Some(9), per_day: None },
+                },
+            )),
+            None,
+            now,
+        );
+        {
+            let counters = EmbeddedCounters::open(&path, Durability::Process, now).unwrap();
+            // Compact after every group that writes a line.
+            counters.writer.lock().unwrap().compact_at = 1;
+            assert!(matches!(counters.consume(&other).await.unwrap(), Consumption::Granted { .. }));
+            for _ in 0..5 {
+                assert!(matches!(counters.consume(&p).await.unwrap(), Consumption::Granted { .. }));
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text.lines().count(), 3, "rewritten to one line per live bucket:\n{text}");
+            assert_eq!(counters.writer.lock().unwrap().written, 0);
+        }
+        let counters = EmbeddedCounters::open(&path, Durability::Process, now).unwrap();
+        let keys: Vec<_> = p.buckets.iter().chain(&other.buckets).map(|b| b.key.clone()).collect();
+        assert_eq!(counters.peek(&keys).await.unwrap(), vec![5, 5, 1]);
     }
 
     #[tokio::test]
