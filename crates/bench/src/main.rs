@@ -67,6 +67,13 @@ struct Args {
     /// server it shares the machine with.
     #[arg(long, default_value_t = 1)]
     load_threads: usize,
+    /// Nice value of the load threads, so that a request goes out when it is due and an answer is
+    /// read when it arrives rather than after the server's workers on the same cores: latency
+    /// counts from when a request was due (see `load::set_own_nice`). Needs root or
+    /// `CAP_SYS_NICE`; without, the run says so and goes on at the inherited priority. 0: the
+    /// inherited priority.
+    #[arg(long, default_value_t = -10, allow_negative_numbers = true)]
+    load_nice: i32,
     /// Measured seconds per scenario (in all, over its rounds).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -270,6 +277,8 @@ async fn run(mut args: Args) -> Result<u64> {
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("server:  {}", bin.display());
     println!("store:   {store}   cores: {}   load average before: {}", cores(), loadavg.trim());
+    let load_nice = load_priority(args.load_nice);
+    println!("load:    {} thread(s), {load_nice}", args.load_threads);
 
     // The floor, measured first, while nothing else of ours runs.
     let mut algs: Vec<Alg> = plan.load.iter().map(|s| s.alg).collect();
@@ -330,7 +339,7 @@ async fn run(mut args: Args) -> Result<u64> {
         );
     }
     if let Some(path) = &args.markdown {
-        let md = markdown(&args, &raw, &results, &lifecycle, &slow);
+        let md = markdown(&args, &load_nice, &raw, &results, &lifecycle, &slow);
         if path.as_os_str() == "-" {
             println!("{md}");
         } else {
@@ -493,6 +502,25 @@ async fn run_floors(args: &Args, floors: &[Population], temp: &Path) -> Result<V
     Ok(merged.into_iter().flatten().collect())
 }
 
+/// Whether the load threads can run at `nice`, tried on a thread of its own (the value is per
+/// thread on Linux, and the server, spawned later, must not inherit it), as the run's header says.
+fn load_priority(nice: i32) -> String {
+    if nice == 0 {
+        return "at the inherited priority".into();
+    }
+    match std::thread::spawn(move || load::set_own_nice(nice)).join() {
+        Ok(Ok(())) => format!("at nice {nice}"),
+        Ok(Err(e)) => {
+            eprintln!(
+                "warning: cannot run the load threads at nice {nice} ({e}; needs root or CAP_SYS_NICE): \
+                 they wait behind the server's workers for CPU, and the latencies include those waits"
+            );
+            format!("at the inherited priority (nice {nice} refused: {e})")
+        }
+        Err(_) => "at the inherited priority (the priority probe panicked)".into(),
+    }
+}
+
 /// Drives `bodies` (one per client, in rotation) at `srv` and samples CPU at the window's edges.
 async fn measure(
     args: &Args,
@@ -510,6 +538,7 @@ async fn measure(
         bodies,
         connections: args.concurrency,
         threads: args.load_threads,
+        nice: args.load_nice,
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
         rate: paced,
@@ -728,13 +757,20 @@ fn servers_table(servers: &[ServerFacts]) -> Table {
     Table { header, left: 1, rows }
 }
 
-fn markdown(args: &Args, raw: &BTreeMap<Alg, f64>, results: &Table, lifecycle: &Table, slow: &str) -> String {
+fn markdown(
+    args: &Args,
+    load_nice: &str,
+    raw: &BTreeMap<Alg, f64>,
+    results: &Table,
+    lifecycle: &Table,
+    slow: &str,
+) -> String {
     let command: Vec<String> = std::env::args().collect();
     let mut out = format!("Command: `{}`\n\n", command.join(" "));
     out.push_str(&format!(
-        "{} connections, {} s warm-up, {} s measured per scenario in {} rounds (all scenarios, of \
-         both servers, take turns).\n\n",
-        args.concurrency, args.warmup, args.duration, args.rounds
+        "{} connections on {} load thread(s) {load_nice}, {} s warm-up, {} s measured per scenario in \
+         {} rounds (all scenarios, of both servers, take turns).\n\n",
+        args.concurrency, args.load_threads, args.warmup, args.duration, args.rounds
     ));
     if !results.rows.is_empty() {
         out.push_str(&results.markdown());
