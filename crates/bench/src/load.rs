@@ -40,7 +40,8 @@ pub struct Workload {
     pub duration: Duration,
     /// Total requests per second over all connections; `None`: as fast as answers come.
     pub rate: Option<f64>,
-    /// Scheduling priority of the load threads (see [`set_own_nice`]); 0 leaves the inherited one.
+    /// Scheduling priority of the load threads (see [`set_own_nice`]), already found permitted
+    /// (`main`'s probe); 0 leaves the inherited one.
     pub nice: i32,
 }
 
@@ -161,8 +162,8 @@ pub async fn run(
         std::thread::Builder::new()
             .name(format!("load-{thread}"))
             .spawn(move || {
-                // A refusal was reported once at the start (`main`'s probe): go on at the
-                // inherited priority.
+                // Permitted (`main`'s probe, which turns a refusal into 0); should it fail all the
+                // same, the run goes on at the inherited priority.
                 if nice != 0 {
                     let _ = set_own_nice(nice);
                 }

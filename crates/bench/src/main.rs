@@ -277,8 +277,10 @@ async fn run(mut args: Args) -> Result<u64> {
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("server:  {}", bin.display());
     println!("store:   {store}   cores: {}   load average before: {}", cores(), loadavg.trim());
-    let load_nice = load_priority(args.load_nice);
-    println!("load:    {} thread(s), {load_nice}", args.load_threads);
+    let (nice, priority) = load_priority(args.load_nice);
+    // What the load threads run at: 0 when the raised priority is refused.
+    args.load_nice = nice;
+    println!("load:    {} thread(s), {priority}", args.load_threads);
 
     // The floor, measured first, while nothing else of ours runs.
     let mut algs: Vec<Alg> = plan.load.iter().map(|s| s.alg).collect();
@@ -339,7 +341,7 @@ async fn run(mut args: Args) -> Result<u64> {
         );
     }
     if let Some(path) = &args.markdown {
-        let md = markdown(&args, &load_nice, &raw, &results, &lifecycle, &slow);
+        let md = markdown(&args, &priority, &raw, &results, &lifecycle, &slow);
         if path.as_os_str() == "-" {
             println!("{md}");
         } else {
@@ -502,22 +504,23 @@ async fn run_floors(args: &Args, floors: &[Population], temp: &Path) -> Result<V
     Ok(merged.into_iter().flatten().collect())
 }
 
-/// Whether the load threads can run at `nice`, tried on a thread of its own (the value is per
-/// thread on Linux, and the server, spawned later, must not inherit it), as the run's header says.
-fn load_priority(nice: i32) -> String {
+/// The nice value the load threads can run at, `nice` or else 0 (the inherited priority), and how
+/// the run's header says it. Tried on a thread of its own: the value is per thread on Linux, and
+/// the server, spawned later, must not inherit it.
+fn load_priority(nice: i32) -> (i32, String) {
     if nice == 0 {
-        return "at the inherited priority".into();
+        return (0, "at the inherited priority".into());
     }
     match std::thread::spawn(move || load::set_own_nice(nice)).join() {
-        Ok(Ok(())) => format!("at nice {nice}"),
+        Ok(Ok(())) => (nice, format!("at nice {nice}")),
         Ok(Err(e)) => {
             eprintln!(
                 "warning: cannot run the load threads at nice {nice} ({e}; needs root or CAP_SYS_NICE): \
                  they wait behind the server's workers for CPU, and the latencies include those waits"
             );
-            format!("at the inherited priority (nice {nice} refused: {e})")
+            (0, format!("at the inherited priority (nice {nice} refused: {e})"))
         }
-        Err(_) => "at the inherited priority (the priority probe panicked)".into(),
+        Err(_) => (0, "at the inherited priority (the priority probe panicked)".into()),
     }
 }
 
@@ -759,7 +762,7 @@ fn servers_table(servers: &[ServerFacts]) -> Table {
 
 fn markdown(
     args: &Args,
-    load_nice: &str,
+    priority: &str,
     raw: &BTreeMap<Alg, f64>,
     results: &Table,
     lifecycle: &Table,
@@ -768,7 +771,7 @@ fn markdown(
     let command: Vec<String> = std::env::args().collect();
     let mut out = format!("Command: `{}`\n\n", command.join(" "));
     out.push_str(&format!(
-        "{} connections on {} load thread(s) {load_nice}, {} s warm-up, {} s measured per scenario in \
+        "{} connections on {} load thread(s) {priority}, {} s warm-up, {} s measured per scenario in \
          {} rounds (all scenarios, of both servers, take turns).\n\n",
         args.concurrency, args.load_threads, args.warmup, args.duration, args.rounds
     ));
