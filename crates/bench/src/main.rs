@@ -878,6 +878,19 @@ mod tests {
     }
 
     #[test]
+    fn a_paced_row_s_slow_answers_follow_second_after_second_across_its_rounds() {
+        let mut row = slice(100, 2, 3000, 60_000.0, 500);
+        row.outcome.slow = vec![3, 0];
+        let mut later = slice(100, 2, 3000, 60_000.0, 500);
+        later.outcome.slow = vec![0, 7];
+        row.absorb(later);
+        assert_eq!(row.outcome.slow, [3, 0, 0, 7], "the second round's seconds come after the first's");
+        row.paced = Some(50.0);
+        let text = slow_by_second(&[row]);
+        assert!(text.contains(": 3 0 0 7 (10 of 200, 5.00 %)"), "{text}");
+    }
+
+    #[test]
     fn rounds_of_a_scenario_add_up_to_one_row() {
         let mut row = slice(100, 2, 3000, 60_000.0, 500);
         row.absorb(slice(300, 2, 3400, 70_000.0, 900));
